@@ -1,0 +1,243 @@
+"""Settings for memportal: one file, read from the environment.
+
+Every variable an operator may set is listed in the README with its default. Development
+defaults are safe on a laptop; `manage.py check --deploy` refuses the unsafe ones in production
+(see uploads/checks.py).
+"""
+
+import os
+from pathlib import Path
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+VAR_DIR = Path(os.environ.get("MEMPORTAL_VAR_DIR", BASE_DIR / "var"))
+
+
+def envstr(name, default=""):
+    return os.environ.get(name, default)
+
+
+def envbool(name, default):
+    value = os.environ.get(name)
+    if value is None or value == "":
+        return default
+    if value.lower() in ("1", "true", "yes", "on"):
+        return True
+    if value.lower() in ("0", "false", "no", "off"):
+        return False
+    raise ImproperlyConfigured(f"{name} must be true or false, not {value!r}")
+
+
+def envint(name, default):
+    value = os.environ.get(name)
+    if value is None or value == "":
+        return default
+    try:
+        return int(value)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name} must be a whole number, not {value!r}") from None
+
+
+def envlist(name, default=""):
+    return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
+
+
+DEBUG = envbool("DJANGO_DEBUG", False)
+SECRET_KEY = envstr("DJANGO_SECRET_KEY")
+if not SECRET_KEY:
+    if not DEBUG:
+        raise ImproperlyConfigured("Set DJANGO_SECRET_KEY (or DJANGO_DEBUG=true for development).")
+    SECRET_KEY = "insecure-development-key-do-not-use-in-production"
+
+ALLOWED_HOSTS = envlist("DJANGO_ALLOWED_HOSTS", "127.0.0.1,localhost" if DEBUG else "")
+CSRF_TRUSTED_ORIGINS = envlist("DJANGO_CSRF_TRUSTED_ORIGINS")
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "django_tasks_db",
+    "uploads",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.auth.middleware.LoginRequiredMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django.middleware.csp.ContentSecurityPolicyMiddleware",
+]
+
+ROOT_URLCONF = "memportal.urls"
+WSGI_APPLICATION = "memportal.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+                "django.template.context_processors.csp",
+            ],
+        },
+    },
+]
+
+# SQLite by default, shared by the web and worker processes: WAL lets readers run beside the
+# one writer, IMMEDIATE takes the write lock at BEGIN (no deadlock upgrading a read lock) and
+# the busy timeout makes a writer wait instead of failing with "database is locked".
+SQLITE_OPTIONS = {
+    "transaction_mode": "IMMEDIATE",
+    "timeout": 20,
+    "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+}
+DATABASES = {
+    "default": dj_database_url.config(
+        default=f"sqlite:///{VAR_DIR / 'memportal.sqlite3'}", conn_max_age=60, conn_health_checks=True
+    )
+}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    DATABASES["default"]["OPTIONS"] = SQLITE_OPTIONS
+    DATABASES["default"]["CONN_MAX_AGE"] = 0
+    # Tests that run a real worker process need the test database in a file, not in memory.
+    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test-memportal.sqlite3")}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+TASKS = {
+    "default": {
+        "BACKEND": "django_tasks_db.DatabaseBackend",
+        "QUEUES": ["default", "relay"],
+    }
+}
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "video-list"
+LOGOUT_REDIRECT_URL = "login"
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = envstr("MEMPORTAL_TIME_ZONE", "UTC")
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = VAR_DIR / "static"
+STATIC_ROOT.mkdir(parents=True, exist_ok=True)
+STATICFILES_DIRS = [BASE_DIR / "static"]
+MEDIA_ROOT = VAR_DIR / "media"
+MEDIA_URL = None  # stored videos are never served by the web process
+
+MEMPORTAL_STORAGE = envstr("MEMPORTAL_STORAGE", "local")
+if MEMPORTAL_STORAGE == "s3":
+    VIDEO_STORAGE = {
+        "BACKEND": "storages.backends.s3.S3Storage",
+        "OPTIONS": {
+            "bucket_name": envstr("MEMPORTAL_S3_BUCKET"),
+            "endpoint_url": envstr("MEMPORTAL_S3_ENDPOINT_URL") or None,
+            "region_name": envstr("MEMPORTAL_S3_REGION") or None,
+            "default_acl": None,
+            "querystring_auth": True,
+            "file_overwrite": False,
+        },
+    }
+elif MEMPORTAL_STORAGE == "local":
+    VIDEO_STORAGE = {
+        "BACKEND": "django.core.files.storage.FileSystemStorage",
+        "OPTIONS": {"location": MEDIA_ROOT, "base_url": None},
+    }
+else:
+    raise ImproperlyConfigured("MEMPORTAL_STORAGE must be 'local' or 's3'.")
+STORAGES = {
+    "default": VIDEO_STORAGE,
+    "staticfiles": {
+        "BACKEND": (
+            "whitenoise.storage.CompressedManifestStaticFilesStorage"
+            if envbool("MEMPORTAL_STATIC_MANIFEST", not DEBUG)
+            else "django.contrib.staticfiles.storage.StaticFilesStorage"
+        )
+    },
+}
+# Without a manifest (development, tests) whitenoise serves straight from the app folders.
+WHITENOISE_USE_FINDERS = not envbool("MEMPORTAL_STATIC_MANIFEST", not DEBUG)
+
+# Uploads: the size limit is enforced by a handler while the body streams in (the CSRF
+# middleware parses the body before any view could swap handlers), and every file goes to a
+# temporary file under var/ (not RAM-backed /tmp) so FileSystemStorage can move it into place.
+FILE_UPLOAD_HANDLERS = ["uploads.upload_handlers.VideoUploadHandler"]
+FILE_UPLOAD_TEMP_DIR = Path(os.environ.get("MEMPORTAL_UPLOAD_TEMP_DIR", VAR_DIR / "tmp"))
+FILE_UPLOAD_TEMP_DIR.mkdir(parents=True, exist_ok=True)
+FILE_UPLOAD_PERMISSIONS = 0o640
+DATA_UPLOAD_MAX_NUMBER_FILES = 20
+MEMPORTAL_MAX_UPLOAD_BYTES = envint("MEMPORTAL_MAX_UPLOAD_BYTES", 3 * 1000**3)
+
+# memories.ai
+MEMORIES_API_BASE_URL = envstr("MEMORIES_API_BASE_URL", "https://api.memories.ai").rstrip("/")
+MEMORIES_UPLOAD_PATH = envstr("MEMORIES_UPLOAD_PATH", "/serve/api/video/upload")
+MEMORIES_LIST_PATH = envstr("MEMORIES_LIST_PATH", "/serve/api/video/list_videos")
+MEMORIES_DELETE_PATH = envstr("MEMORIES_DELETE_PATH", "/serve/api/v1/delete_videos")
+MEMORIES_CONNECT_TIMEOUT = envint("MEMORIES_CONNECT_TIMEOUT", 10)
+MEMORIES_READ_TIMEOUT = envint("MEMORIES_READ_TIMEOUT", 120)
+
+MEMPORTAL_PUBLIC_URL = envstr("MEMPORTAL_PUBLIC_URL").rstrip("/")
+MEMPORTAL_UPLOAD_INTERVAL_SECONDS = envint("MEMPORTAL_UPLOAD_INTERVAL_SECONDS", 60)
+MEMPORTAL_MAX_ATTEMPTS = envint("MEMPORTAL_MAX_ATTEMPTS", 8)
+MEMPORTAL_RETRY_BASE_SECONDS = envint("MEMPORTAL_RETRY_BASE_SECONDS", 30)
+MEMPORTAL_STATUS_FIRST_CHECK_SECONDS = envint("MEMPORTAL_STATUS_FIRST_CHECK_SECONDS", 15)
+MEMPORTAL_STATUS_MAX_INTERVAL_SECONDS = envint("MEMPORTAL_STATUS_MAX_INTERVAL_SECONDS", 900)
+MEMPORTAL_STATUS_MAX_AGE = envint("MEMPORTAL_STATUS_MAX_AGE", 48 * 3600)
+MEMPORTAL_HEARTBEAT_STALE_SECONDS = envint("MEMPORTAL_HEARTBEAT_STALE_SECONDS", 300)
+MEMPORTAL_CALLBACK_MAX_BYTES = 64 * 1024
+MEMPORTAL_FERNET_KEYS = envlist("MEMPORTAL_FERNET_KEYS")
+
+# Security. Production runs behind a TLS-terminating proxy; these are on unless DEBUG.
+SESSION_COOKIE_SECURE = envbool("DJANGO_SECURE_COOKIES", not DEBUG)
+CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+SESSION_COOKIE_HTTPONLY = True
+SECURE_SSL_REDIRECT = envbool("DJANGO_SECURE_SSL_REDIRECT", not DEBUG)
+SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
+SECURE_HSTS_SECONDS = envint("DJANGO_SECURE_HSTS_SECONDS", 0 if DEBUG else 31536000)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = envbool("DJANGO_SECURE_HSTS_INCLUDE_SUBDOMAINS", not DEBUG)
+SECURE_HSTS_PRELOAD = envbool("DJANGO_SECURE_HSTS_PRELOAD", False)
+if envbool("DJANGO_BEHIND_PROXY", False):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+X_FRAME_OPTIONS = "DENY"
+SECURE_CSP = {
+    "default-src": ["'self'"],
+    "img-src": ["'self'", "data:"],
+    "script-src": ["'self'"],
+    "style-src": ["'self'"],
+    "object-src": ["'none'"],
+    "base-uri": ["'none'"],
+    "frame-ancestors": ["'none'"],
+    "form-action": ["'self'"],
+}
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": envstr("MEMPORTAL_LOG_LEVEL", "INFO")},
+    "loggers": {
+        "django.db.backends": {"level": "INFO"},
+    },
+}

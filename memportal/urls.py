@@ -1,0 +1,26 @@
+"""URLs: the pages, the callback, the admin and /healthz."""
+
+from django.contrib import admin
+from django.contrib.auth.decorators import login_not_required
+from django.urls import include, path
+from django.views.generic import RedirectView
+
+from uploads import callbacks, views
+
+admin.site.site_header = "memportal administration"
+admin.site.site_title = "memportal admin"
+
+urlpatterns = [
+    path("", RedirectView.as_view(pattern_name="video-list", permanent=False)),
+    path("videos/", views.video_list, name="video-list"),
+    path("videos/states/", views.video_states, name="video-states"),
+    path("videos/upload/", views.upload, name="upload"),
+    path("videos/<uuid:video_id>/", views.video_detail, name="video-detail"),
+    path("videos/<uuid:video_id>/retry/", views.video_retry, name="video-retry"),
+    path("videos/<uuid:video_id>/cancel/", views.video_cancel, name="video-cancel"),
+    path("callbacks/memories/<str:token>/", login_not_required(callbacks.memories_callback),
+         name="memories-callback"),
+    path("healthz", login_not_required(views.healthz), name="healthz"),
+    path("accounts/", include("django.contrib.auth.urls")),
+    path("admin/", admin.site.urls),
+]

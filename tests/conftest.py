@@ -1,0 +1,161 @@
+"""Shared fixtures: people and teams, a memories.ai emulator on loopback, and real workers."""
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from django.core.management import call_command
+from django.db import connection
+
+from uploads.emulator import MemoriesEmulator
+from uploads.models import ApiKey, Membership, Team, Video
+
+DATA = Path(__file__).parent / "data"
+ROOT = Path(__file__).resolve().parent.parent
+TEST_KEY = "sk-mavi-test-0123456789abcdef-K3Y9"
+OTHER_KEY = "sk-mavi-other-fedcba9876543210-Z7Q2"
+PASSWORD = "a-long-test-password-42"
+
+
+@pytest.fixture(autouse=True)
+def fast_password_hashing(settings):
+    # The real hasher is slow on purpose; the tests sign in hundreds of times.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+def make_user(django_user_model, username, **extra):
+    return django_user_model.objects.create_user(username=username, password=PASSWORD,
+                                                 email=f"{username}@example.com", **extra)
+
+
+@pytest.fixture
+def team(db):
+    return Team.objects.create(name="Team One", slug="team-one")
+
+
+@pytest.fixture
+def other_team(db):
+    return Team.objects.create(name="Team Two", slug="team-two")
+
+
+@pytest.fixture
+def api_key(team):
+    key = ApiKey(team=team, label="Main key")
+    key.set_secret(TEST_KEY)
+    key.save()
+    return key
+
+
+@pytest.fixture
+def other_api_key(other_team):
+    key = ApiKey(team=other_team, label="Team two key")
+    key.set_secret(OTHER_KEY)
+    key.save()
+    return key
+
+
+@pytest.fixture
+def member(django_user_model, team):
+    user = make_user(django_user_model, "mia")
+    Membership.objects.create(user=user, team=team, role=Membership.Role.MEMBER)
+    return user
+
+
+@pytest.fixture
+def teammate(django_user_model, team):
+    user = make_user(django_user_model, "tom")
+    Membership.objects.create(user=user, team=team, role=Membership.Role.MEMBER)
+    return user
+
+
+@pytest.fixture
+def team_admin(django_user_model, team):
+    user = make_user(django_user_model, "ada")
+    Membership.objects.create(user=user, team=team, role=Membership.Role.ADMIN)
+    user.refresh_from_db()
+    return user
+
+
+@pytest.fixture
+def outsider(django_user_model, other_team):
+    user = make_user(django_user_model, "otto")
+    Membership.objects.create(user=user, team=other_team, role=Membership.Role.MEMBER)
+    return user
+
+
+@pytest.fixture
+def superuser(django_user_model):
+    return django_user_model.objects.create_superuser("root", "root@example.com", PASSWORD)
+
+
+@pytest.fixture
+def emulator(settings):
+    """memories.ai on a loopback port, knowing both test keys; uploads not paced (pacing tests set it)."""
+    emu = MemoriesEmulator(keys=[TEST_KEY, OTHER_KEY], upload_interval=0, callback_delay=0.2, parse_delay=0.6)
+    emu.start()
+    settings.MEMORIES_API_BASE_URL = emu.base_url
+    settings.MEMPORTAL_UPLOAD_INTERVAL_SECONDS = 0
+    yield emu
+    emu.stop()
+
+
+@pytest.fixture
+def fast_pipeline(settings):
+    settings.MEMPORTAL_RETRY_BASE_SECONDS = 1
+    settings.MEMPORTAL_STATUS_FIRST_CHECK_SECONDS = 1
+    return settings
+
+
+def run_worker(queue="relay"):
+    """Run one real db_worker in this process until no task is ready."""
+    call_command("db_worker", queue_name=queue, batch=True, startup_delay=False, reload=False,
+                 interval=0, verbosity=0)
+
+
+def sample(name):
+    return DATA / name
+
+
+def make_video(owner, team, *, status=Video.Status.QUEUED, video_no="", name="clip.mp4", **extra):
+    """A Video row as the upload would leave it, with a real stored file."""
+    from django.core.files.base import ContentFile
+
+    video = Video(owner=owner, team=team, original_name=name, content_type="video/mp4",
+                  size=len(sample("sample-h264-aac.mp4").read_bytes()), sha256="0" * 64,
+                  status=status, video_no=video_no, **extra)
+    video.file.save(name, ContentFile(sample("sample-h264-aac.mp4").read_bytes()), save=False)
+    video.save()
+    return video
+
+
+def wait_until(predicate, timeout=15.0, interval=0.1, message="condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {message}")
+
+
+def worker_env(**extra):
+    """Environment for a db_worker subprocess that uses this test's database."""
+    env = dict(os.environ)
+    db = connection.settings_dict
+    if db["ENGINE"].endswith("sqlite3"):
+        env["DATABASE_URL"] = f"sqlite:///{db['NAME']}"
+    else:
+        env["DATABASE_URL"] = (f"postgres://{db['USER']}@{db['HOST'] or '127.0.0.1'}:"
+                               f"{db['PORT'] or 5432}/{db['NAME']}")
+    env.update({key: str(value) for key, value in extra.items()})
+    return env
+
+
+def start_worker_process(queue="relay", **env):
+    return subprocess.Popen(
+        [sys.executable, "manage.py", "db_worker", "--queue-name", queue, "--no-reload", "--interval", "0.1",
+         "--no-startup-delay"],
+        cwd=ROOT, env=worker_env(**env), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )

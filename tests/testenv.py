@@ -1,0 +1,27 @@
+"""Loaded by pytest before Django's settings (pytest.ini: -p tests.testenv): the test environment.
+
+Tests run with production settings minus TLS, in their own var/ folder, against the project's
+memories.ai emulator on loopback; nothing here reaches the network.
+"""
+
+import os
+from pathlib import Path
+
+from cryptography.fernet import Fernet
+
+ROOT = Path(__file__).resolve().parent.parent
+TEST_FERNET_KEY = Fernet.generate_key().decode()
+
+os.environ.update({
+    "DJANGO_DEBUG": "false",
+    "DJANGO_SECRET_KEY": "test-secret-key-" + "x" * 40,
+    "DJANGO_SECURE_SSL_REDIRECT": "false",
+    "DJANGO_SECURE_COOKIES": "false",
+    "DJANGO_SECURE_HSTS_SECONDS": "0",
+    "DJANGO_ALLOWED_HOSTS": "testserver,localhost,127.0.0.1",
+    "MEMPORTAL_STATIC_MANIFEST": "false",
+    "MEMPORTAL_VAR_DIR": str(ROOT / "var" / "test"),
+    "MEMPORTAL_FERNET_KEYS": TEST_FERNET_KEY,
+    "MEMORIES_API_BASE_URL": "http://127.0.0.1:9",  # each test points it at its own emulator
+    "MEMPORTAL_PUBLIC_URL": "",
+})

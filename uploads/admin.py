@@ -1,0 +1,330 @@
+"""The Django admin, scoped: superusers see everything, team admins only their own teams.
+
+Every ModelAdmin here derives from TeamScopedAdmin, which filters rows by the teams the user
+administers (Team.objects.administered_by), checks each object's team before showing, changing
+or deleting it, and limits foreign-key choices the same way. A ModelAdmin added later inherits
+this, and tests/test_admin_scoping.py walks every registered ModelAdmin to prove it.
+"""
+
+from django import forms
+from django.contrib import admin, messages
+from django.contrib.auth import get_user_model
+from django.utils import timezone
+from django.utils.html import format_html
+
+from . import memories
+from .crypto import ApiKeyDecryptionError
+from .models import ApiKey, CallbackRecord, Membership, Team, Video, VideoEvent
+
+
+class TeamScopedAdmin(admin.ModelAdmin):
+    # The lookup from this model to its Team ("" for Team itself).
+    team_path = "team"
+
+    def administered_teams(self, request):
+        return Team.objects.administered_by(request.user)
+
+    def scope(self, request, queryset):
+        if request.user.is_superuser:
+            return queryset
+        teams = self.administered_teams(request)
+        if self.team_path:
+            return queryset.filter(**{f"{self.team_path}__in": teams})
+        return queryset.filter(pk__in=teams)
+
+    def get_queryset(self, request):
+        return self.scope(request, super().get_queryset(request))
+
+    def in_scope(self, request, obj):
+        return obj is None or self.scope(request, type(obj)._default_manager.filter(pk=obj.pk)).exists()
+
+    def has_view_permission(self, request, obj=None):
+        return super().has_view_permission(request, obj) and self.in_scope(request, obj)
+
+    def has_change_permission(self, request, obj=None):
+        return super().has_change_permission(request, obj) and self.in_scope(request, obj)
+
+    def has_delete_permission(self, request, obj=None):
+        return super().has_delete_permission(request, obj) and self.in_scope(request, obj)
+
+    def formfield_for_foreignkey(self, db_field, request, **kwargs):
+        if db_field.related_model is Team and not request.user.is_superuser:
+            kwargs["queryset"] = self.administered_teams(request)
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+
+class ScopedOwnerFilter(admin.SimpleListFilter):
+    """Filter by member, offering only the owners of videos the user may see."""
+
+    title = "member"
+    parameter_name = "owner"
+
+    def lookups(self, request, model_admin):
+        owners = get_user_model().objects.filter(
+            videos__in=model_admin.get_queryset(request)).distinct().order_by("username")
+        return [(str(user.pk), user.get_username()) for user in owners]
+
+    def queryset(self, request, queryset):
+        return queryset.filter(owner_id=self.value()) if self.value() else queryset
+
+
+class MembershipInline(admin.TabularInline):
+    model = Membership
+    extra = 1
+    autocomplete_fields = ["user"]
+
+
+@admin.register(Team)
+class TeamAdmin(TeamScopedAdmin):
+    team_path = ""
+    list_display = ["name", "slug", "member_count", "key_state", "created_at"]
+    search_fields = ["name", "slug"]
+    prepopulated_fields = {"slug": ["name"]}
+
+    def get_inlines(self, request, obj):
+        return [MembershipInline] if request.user.is_superuser else []
+
+    def get_readonly_fields(self, request, obj=None):
+        if request.user.is_superuser:
+            return ["next_upload_at", "upload_backoff_level"]
+        return ["slug", "created_at"]
+
+    def get_fields(self, request, obj=None):
+        if request.user.is_superuser:
+            return ["name", "slug", "created_at", "next_upload_at", "upload_backoff_level"]
+        return ["name", "slug", "created_at"]
+
+    def get_prepopulated_fields(self, request, obj=None):
+        return self.prepopulated_fields if request.user.is_superuser else {}
+
+    @admin.display(description="members")
+    def member_count(self, team):
+        return team.memberships.count()
+
+    @admin.display(description="memories.ai key")
+    def key_state(self, team):
+        key = team.api_keys.filter(is_active=True).first()
+        if key is None:
+            return "no active key"
+        return f"{key.masked} failing" if key.is_failing else f"{key.masked} OK"
+
+
+class MembershipForm(forms.ModelForm):
+    """A team admin names an existing user by username: no list of all users is shown."""
+
+    username = forms.CharField(help_text="The username of an existing user.")
+
+    class Meta:
+        model = Membership
+        fields = ["team", "role"]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.instance.pk:
+            self.fields["username"].initial = self.instance.user.get_username()
+            self.fields["username"].disabled = True
+
+    def clean_username(self):
+        if self.instance.pk:
+            return self.instance.user.get_username()
+        username = self.cleaned_data["username"].strip()
+        user = get_user_model().objects.filter(username=username, is_active=True).first()
+        if user is None:
+            raise forms.ValidationError("There is no active user with this username.")
+        self.user = user
+        return username
+
+    def clean(self):
+        cleaned = super().clean()
+        user = getattr(self, "user", None)
+        if user and cleaned.get("team") and Membership.objects.filter(user=user, team=cleaned["team"]).exists():
+            raise forms.ValidationError("This user is already a member of that team.")
+        return cleaned
+
+    def save(self, commit=True):
+        if not self.instance.pk:
+            self.instance.user = self.user
+        return super().save(commit)
+
+
+@admin.register(Membership)
+class MembershipAdmin(TeamScopedAdmin):
+    form = MembershipForm
+    list_display = ["user", "team", "role", "created_at"]
+    list_filter = ["role"]
+    search_fields = ["user__username", "user__first_name", "user__last_name", "user__email"]
+
+    def get_list_filter(self, request):
+        return ["role", TeamListFilter] if request.user.is_superuser else ["role"]
+
+
+class TeamListFilter(admin.SimpleListFilter):
+    title = "team"
+    parameter_name = "team"
+
+    def lookups(self, request, model_admin):
+        return [(str(t.pk), t.name) for t in Team.objects.administered_by(request.user)]
+
+    def queryset(self, request, queryset):
+        if self.value():
+            return queryset.filter(**{f"{model_admin_team_path(queryset.model)}_id": self.value()})
+        return queryset
+
+
+def model_admin_team_path(model):
+    return "video__team" if model in (VideoEvent, CallbackRecord) else "team"
+
+
+class ApiKeyForm(forms.ModelForm):
+    secret = forms.CharField(
+        label="API key", required=False, strip=True,
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "off"}),
+        help_text="The memories.ai key. It is stored encrypted and never shown again; "
+                  "leave empty to keep the current one.",
+    )
+
+    class Meta:
+        model = ApiKey
+        fields = ["team", "label", "secret", "is_active"]
+
+    def clean_secret(self):
+        secret = self.cleaned_data.get("secret", "")
+        if not secret and not self.instance.pk:
+            raise forms.ValidationError("Enter the API key.")
+        if any(ch.isspace() for ch in secret):
+            raise forms.ValidationError("An API key has no spaces in it.")
+        return secret
+
+    def save(self, commit=True):
+        if self.cleaned_data.get("secret"):
+            self.instance.set_secret(self.cleaned_data["secret"])
+            # A new secret deserves a fresh start.
+            self.instance.failing_since = None
+            self.instance.last_error = ""
+        return super().save(commit)
+
+
+@admin.register(ApiKey)
+class ApiKeyAdmin(TeamScopedAdmin):
+    form = ApiKeyForm
+    list_display = ["label", "team", "masked_key", "is_active", "state", "created_by", "created_at",
+                    "last_used_at"]
+    list_filter = ["is_active"]
+    search_fields = ["label"]
+    readonly_fields = ["masked_key", "created_by", "created_at", "last_used_at", "failing_since", "last_error"]
+    actions = ["test_keys", "reenable_keys", "deactivate_keys"]
+
+    def get_fields(self, request, obj=None):
+        fields = ["team", "label", "secret", "is_active"]
+        return fields + self.readonly_fields if obj else fields
+
+    @admin.display(description="key")
+    def masked_key(self, key):
+        return key.masked
+
+    @admin.display(description="state")
+    def state(self, key):
+        if key.is_failing:
+            return format_html('<span class="memportal-failing">failing since {}: {}</span>',
+                               timezone.localtime(key.failing_since).strftime("%Y-%m-%d %H:%M"), key.last_error)
+        return "OK"
+
+    def save_model(self, request, obj, form, change):
+        if not change:
+            obj.created_by = request.user
+        super().save_model(request, obj, form, change)
+
+    @admin.action(description="Test key (ask memories.ai's list_videos)")
+    def test_keys(self, request, queryset):
+        for key in queryset:
+            try:
+                memories.list_videos(key.reveal())
+            except memories.MemoriesError as error:
+                self.message_user(request, f"{key}: {error}", messages.ERROR)
+            except ApiKeyDecryptionError as error:
+                self.message_user(request, f"{key}: {error}", messages.ERROR)
+            else:
+                self.message_user(request, f"{key}: OK, memories.ai accepted it.", messages.SUCCESS)
+
+    @admin.action(description="Re-enable (clear the failing mark and resume the team's uploads)",
+                  permissions=["change"])
+    def reenable_keys(self, request, queryset):
+        for key in queryset:
+            key.failing_since = None
+            key.last_error = ""
+            key.save()
+            self.log_change(request, key, "Re-enabled (failing mark cleared).")
+        self.message_user(request, f"{queryset.count()} key(s) re-enabled.")
+
+    @admin.action(description="Deactivate", permissions=["change"])
+    def deactivate_keys(self, request, queryset):
+        for key in queryset:
+            key.is_active = False
+            key.save()
+            self.log_change(request, key, "Deactivated.")
+        self.message_user(request, f"{queryset.count()} key(s) deactivated.")
+
+
+class ReadOnlyAdmin(TeamScopedAdmin):
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return request.user.is_superuser and super().has_delete_permission(request, obj)
+
+
+class VideoEventInline(admin.TabularInline):
+    model = VideoEvent
+    extra = 0
+    can_delete = False
+    fields = ["created_at", "source", "from_status", "to_status", "remote_status", "message", "actor"]
+    readonly_fields = fields
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(Video)
+class VideoAdmin(ReadOnlyAdmin):
+    list_display = ["display_name", "team", "owner", "status", "remote_status", "video_no", "size", "created_at"]
+    list_filter = ["status", ScopedOwnerFilter, "created_at"]
+    search_fields = ["title", "original_name", "video_no"]
+    date_hierarchy = "created_at"
+    inlines = [VideoEventInline]
+    exclude = ["callback_token", "callback_digest"]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).filter(deleted_at__isnull=True).select_related("team", "owner")
+
+    def get_list_filter(self, request):
+        filters = list(self.list_filter)
+        return filters + [TeamListFilter] if request.user.is_superuser else filters
+
+
+@admin.register(VideoEvent)
+class VideoEventAdmin(ReadOnlyAdmin):
+    team_path = "video__team"
+    list_display = ["created_at", "video", "source", "from_status", "to_status", "remote_status", "message"]
+    list_filter = ["source"]
+    search_fields = ["video__title", "video__original_name", "video__video_no"]
+
+
+@admin.register(CallbackRecord)
+class CallbackRecordAdmin(ReadOnlyAdmin):
+    team_path = "video__team"
+    list_display = ["received_at", "video", "video_no", "remote_status", "outcome", "remote_addr"]
+    list_filter = ["outcome"]
+    search_fields = ["video_no", "video__title", "video__original_name"]
+
+
+def failing_keys_for(user):
+    """Failing active keys of the teams this user administers (for the admin index banner)."""
+    return ApiKey.objects.filter(is_active=True, failing_since__isnull=False,
+                                 team__in=Team.objects.administered_by(user)).select_related("team")
+

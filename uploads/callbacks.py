@@ -1,0 +1,94 @@
+"""The endpoint memories.ai POSTs status to: /callbacks/memories/<token>/.
+
+memories.ai does not sign callbacks, so the URL carries a random per-video token. The token is
+found by its digest and compared in constant time. Every callback that names a known video is
+stored first (body, headers, address) and then applied in its own transaction; the record
+keeps what came of it. Malformed input is answered 4xx and logged, never 5xx.
+"""
+
+import hmac
+import json
+import logging
+
+from django.conf import settings
+from django.http import JsonResponse
+from django.views.decorators.cache import never_cache
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_POST
+
+from . import lifecycle
+from .models import CallbackRecord, Video, token_digest
+
+logger = logging.getLogger(__name__)
+# Headers worth keeping for the audit; the URL (which holds the token) is not among them.
+KEPT_HEADERS = ("Content-Type", "Content-Length", "User-Agent", "X-Forwarded-For", "X-Request-Id")
+
+
+def answer(status, message):
+    return JsonResponse({"ok": status == 200, "message": message}, status=status)
+
+
+def read_limited_body(request):
+    """The body, or None when it is larger than MEMPORTAL_CALLBACK_MAX_BYTES."""
+    limit = settings.MEMPORTAL_CALLBACK_MAX_BYTES
+    try:
+        declared = int(request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        declared = 0
+    if declared > limit:
+        return None
+    body = request.read(limit + 1)
+    return None if len(body) > limit else body
+
+
+def parse_callback(body):
+    """(videoNo, status) from either documented form, or raise ValueError with the reason."""
+    try:
+        data = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        raise ValueError("the body is not JSON") from None
+    if not isinstance(data, dict):
+        raise ValueError("the body is not a JSON object")
+    video_no, status = data.get("videoNo"), data.get("status")
+    if not isinstance(video_no, str) or not video_no.strip() or len(video_no) > 100:
+        raise ValueError("videoNo is missing or not a string")
+    if not isinstance(status, str) or not status.strip() or len(status) > 40:
+        raise ValueError("status is missing or not a string")
+    return video_no.strip(), status.strip()
+
+
+@csrf_exempt
+@never_cache
+@require_POST
+def memories_callback(request, token):
+    video = Video.objects.filter(callback_digest=token_digest(token)).only("pk", "callback_token").first()
+    if video is None or not hmac.compare_digest(video.callback_token, token):
+        logger.warning("callback for an unknown token from %s", request.META.get("REMOTE_ADDR"))
+        return answer(404, "unknown callback address")
+    body = read_limited_body(request)
+    if body is None:
+        logger.warning("callback for video %s refused: body over %d bytes", video.pk,
+                       settings.MEMPORTAL_CALLBACK_MAX_BYTES)
+        return answer(413, "body too large")
+    cb = CallbackRecord.objects.create(
+        video_id=video.pk,
+        remote_addr=request.META.get("REMOTE_ADDR") or None,
+        headers={name: request.headers[name] for name in KEPT_HEADERS if name in request.headers},
+        body=body.decode("utf-8", errors="replace"),
+    )
+    try:
+        video_no, status = parse_callback(body)
+    except ValueError as error:
+        CallbackRecord.objects.filter(pk=cb.pk).update(outcome=CallbackRecord.Outcome.REFUSED, detail=str(error))
+        logger.warning("callback %s for video %s refused: %s", cb.pk, video.pk, error)
+        return answer(400, str(error))
+    CallbackRecord.objects.filter(pk=cb.pk).update(video_no=video_no, remote_status=status)
+    outcome = lifecycle.apply_callback(cb.pk)
+    if outcome == CallbackRecord.Outcome.REFUSED:
+        logger.warning("callback %s names videoNo %s, not the video's", cb.pk, video_no)
+        return answer(409, "videoNo does not match this callback address")
+    if outcome == CallbackRecord.Outcome.ERROR:
+        # Stored and logged with its traceback; an operator can replay it. memories.ai need not retry.
+        return answer(200, "recorded")
+    logger.info("callback %s for video %s: %s -> %s", cb.pk, video.pk, status, outcome)
+    return answer(200, outcome)

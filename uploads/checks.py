@@ -1,0 +1,40 @@
+"""System checks: the configuration errors that would otherwise surface as a failed upload."""
+
+from django.conf import settings
+from django.core import checks
+from django.core.exceptions import ImproperlyConfigured
+
+
+@checks.register(checks.Tags.security)
+def check_fernet_keys(app_configs, **kwargs):
+    from .crypto import fernet
+
+    try:
+        fernet()
+    except ImproperlyConfigured as error:
+        return [checks.Error(str(error), id="memportal.E001")]
+    return []
+
+
+@checks.register()
+def check_memories_settings(app_configs, **kwargs):
+    errors = []
+    if not settings.MEMORIES_API_BASE_URL.startswith(("http://", "https://")):
+        errors.append(checks.Error("MEMORIES_API_BASE_URL must start with http:// or https://", id="memportal.E002"))
+    for name in ("MEMORIES_UPLOAD_PATH", "MEMORIES_LIST_PATH", "MEMORIES_DELETE_PATH"):
+        if not getattr(settings, name).startswith("/"):
+            errors.append(checks.Error(f"{name} must start with /", id="memportal.E003"))
+    if settings.MEMPORTAL_PUBLIC_URL and not settings.MEMPORTAL_PUBLIC_URL.startswith(("http://", "https://")):
+        errors.append(checks.Error("MEMPORTAL_PUBLIC_URL must start with http:// or https://", id="memportal.E004"))
+    if settings.MEMPORTAL_STORAGE == "s3" and not settings.STORAGES["default"]["OPTIONS"]["bucket_name"]:
+        errors.append(checks.Error("MEMPORTAL_STORAGE=s3 needs MEMPORTAL_S3_BUCKET", id="memportal.E005"))
+    return errors
+
+
+@checks.register(checks.Tags.security, deploy=True)
+def check_public_url_is_https(app_configs, **kwargs):
+    if settings.MEMPORTAL_PUBLIC_URL.startswith("http://"):
+        return [checks.Warning(
+            "MEMPORTAL_PUBLIC_URL is plain http: callback tokens would cross the network in clear text.",
+            id="memportal.W001")]
+    return []

@@ -1,0 +1,409 @@
+"""A fake memories.ai API, for tests and the local demo.
+
+Owns the remote side of the portal's one integration: it accepts uploads
+(streamed and hashed, never held in memory), paces them per key, keeps the
+remote video list, moves videos UNPARSE -> PARSE on a timeline, POSTs status
+callbacks, answers list/delete calls, and plays the faults a test injects
+(catalogue in ``uploads/emulator_faults.py``; the HTTP side is in
+``uploads/emulator_http.py``). Tests run it in-process on a loopback port; ``manage.py memories_emulator`` runs it standalone. No
+production module imports it, and it must stay importable without Django.
+
+Keys are secrets even here: only "…" + their last four characters ever reach
+logs, recorded headers or the control API.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import heapq
+import itertools
+import logging
+import os.path
+import random
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable
+from urllib.parse import urlsplit
+
+import requests
+
+from uploads import emulator_faults as faults
+from uploads.emulator_http import EmulatorServer, JsonBody, MultipartBody, ReceivedUpload, envelope, key_tail
+
+__all__ = ["MemoriesEmulator", "ReceivedUpload", "RemoteVideo", "key_tail"]
+
+logger = logging.getLogger("memportal.emulator")
+
+UPLOAD_PATH = "/serve/api/video/upload"
+LIST_PATH = "/serve/api/video/list_videos"
+DELETE_PATH = "/serve/api/v1/delete_videos"
+# The other documented path family, served too so either portal setting works.
+PATH_ALIASES = {"/serve/api/v1/upload": "upload", "/serve/api/video/delete_videos": "delete"}
+
+VIDEO_EXTENSIONS = {".mp4", ".avi", ".mkv", ".mov"}
+MAX_DELETE = 100
+CALLBACK_TIMEOUT = 5.0
+SCHEDULER_TICK = 0.02  # polled, not slept until due: the clock may be a fake that tests move
+
+
+@dataclass
+class RemoteVideo:
+    video_no: str
+    video_name: str
+    status: str
+    size: int
+    create_time: int  # ms since the epoch
+    callback: str | None
+    key: str = field(repr=False)
+    deleted: bool = False
+    client_id: str = ""
+
+
+@dataclass(order=True)
+class _Step:
+    """A timeline event of one video: a status change and/or a callback."""
+
+    due: float
+    seq: int
+    video_no: str = field(compare=False)
+    status: str | None = field(compare=False, default=None)
+    callback: dict[str, Any] | None = field(compare=False, default=None)
+    copies: int = field(compare=False, default=1)
+
+
+class MemoriesEmulator:
+    """The fake API server plus its inspectable state. See the module docstring."""
+
+    def __init__(self, keys: Iterable[str] = (), host: str = "127.0.0.1", port: int = 0, *,
+                 upload_interval: float = 60.0, callback_delay: float = 1.0, parse_delay: float = 3.0,
+                 send_callbacks: bool = True, clock: Callable[[], float] = time.time,
+                 upload_path: str = UPLOAD_PATH, list_path: str = LIST_PATH,
+                 delete_path: str = DELETE_PATH, control_api: bool = True,
+                 rng: random.Random | None = None) -> None:
+        self.host, self.port = host, port
+        self.upload_interval = upload_interval
+        self.callback_delay = callback_delay
+        self.parse_delay = parse_delay
+        self.send_callbacks = send_callbacks
+        self.control_api = control_api
+        self._clock = clock
+        self._rng = rng or random.Random()
+        self._routes = {**PATH_ALIASES, upload_path: "upload", list_path: "list", delete_path: "delete"}
+        self._keys = set(keys)
+        self._lock = threading.RLock()
+        self._uploads: list[ReceivedUpload] = []
+        self._videos: dict[str, RemoteVideo] = {}
+        self._requests: list[dict[str, Any]] = []
+        self._callbacks: list[dict[str, Any]] = []
+        self._log_lines: list[str] = []
+        self._last_accepted: dict[str, float] = {}  # raw key -> clock at that upload's start
+        self._steps: list[_Step] = []
+        self._seq = itertools.count()
+        self._faults = faults.FaultQueue()
+        self._stopping = threading.Event()
+        self._server: EmulatorServer | None = None
+        self._threads: list[threading.Thread] = []
+
+    # -- lifecycle -------------------------------------------------------
+
+    def start(self) -> MemoriesEmulator:
+        if self._server is not None or self._stopping.is_set():
+            raise RuntimeError("an emulator starts once")
+        self._server = EmulatorServer((self.host, self.port), self)
+        self.port = self._server.server_address[1]
+        self._threads = [
+            threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.1},
+                             name="memories-emulator-http", daemon=True),
+            threading.Thread(target=self._run_scheduler, name="memories-emulator-timeline", daemon=True),
+        ]
+        for thread in self._threads:
+            thread.start()
+        self._log(f"memories.ai emulator listening on {self.base_url}")
+        return self
+
+    def stop(self) -> None:
+        """Stop serving; stalled or sleeping requests are woken and dropped."""
+        self._stopping.set()
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+        for thread in self._threads:
+            thread.join(timeout=2)
+
+    def __enter__(self) -> MemoriesEmulator:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    @property
+    def base_url(self) -> str:
+        if self._server is None:
+            raise RuntimeError("the emulator is not running")
+        return f"http://{self.host}:{self.port}"
+
+    # -- what tests control ----------------------------------------------
+
+    def add_key(self, key: str) -> None:
+        with self._lock:
+            self._keys.add(key)
+
+    def remove_key(self, key: str) -> None:
+        with self._lock:
+            self._keys.discard(key)
+
+    def inject(self, endpoint: str, fault: str, times: int = 1, **params: Any) -> None:
+        """Queue a fault for the next `times` requests to `endpoint` (see emulator_faults)."""
+        self._faults.add(faults.make_fault(endpoint, fault, times, **params))
+        self._log(f"fault queued: {endpoint} {fault} x{times}")
+
+    def set_status(self, video_no: str, status: str, send_callback: bool = True) -> None:
+        """Force a remote status now; the video's planned timeline is dropped."""
+        with self._lock:
+            video = self._videos.get(video_no)
+            if video is None:
+                raise KeyError(f"unknown video {video_no}")
+            video.status = status
+            self._drop_steps({video_no})
+            url = video.callback if send_callback else None
+        self._log(f"status of {video_no} set to {status}")
+        if url:
+            self._send_callback_later(url, {"videoNo": video_no, "status": status}, 1)
+
+    def wait_for(self, predicate: Callable[[MemoriesEmulator], Any], timeout: float = 10) -> Any:
+        """Poll until predicate(self) is truthy and return its value, else raise TimeoutError."""
+        deadline = time.monotonic() + timeout
+        while True:
+            result = predicate(self)
+            if result:
+                return result
+            if time.monotonic() >= deadline:
+                raise TimeoutError(f"emulator condition not met within {timeout}s")
+            time.sleep(0.02)
+
+    # -- what tests inspect (copies, taken under the lock) ----------------
+
+    @property
+    def uploads(self) -> list[ReceivedUpload]:
+        with self._lock:
+            return [dataclasses.replace(u, headers=dict(u.headers), fields=dict(u.fields)) for u in self._uploads]
+
+    @property
+    def videos(self) -> dict[str, RemoteVideo]:
+        self._run_due()  # so a status read right after a fake clock moves is already current
+        with self._lock:
+            return {no: dataclasses.replace(v) for no, v in self._videos.items()}
+
+    @property
+    def requests(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return [dict(r) for r in self._requests]
+
+    @property
+    def callbacks_sent(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return [dict(c) for c in self._callbacks]
+
+    @property
+    def log_lines(self) -> list[str]:
+        with self._lock:
+            return list(self._log_lines)
+
+    def state(self) -> dict[str, Any]:
+        """Everything recorded, JSON-able and without raw keys (served at /_emulator/state)."""
+        videos = {}
+        for no, video in self.videos.items():
+            shown = {f.name: getattr(video, f.name) for f in dataclasses.fields(video) if f.name != "key"}
+            videos[no] = {**shown, "key_tail": key_tail(video.key)}
+        return {"uploads": [dataclasses.asdict(u) for u in self.uploads], "videos": videos,
+                "requests": self.requests, "callbacks_sent": self.callbacks_sent,
+                "pending_faults": self._faults.pending()}
+
+    # -- the API, called by the request handler with the body already read --
+
+    def _authorized(self, key: str | None) -> bool:
+        with self._lock:
+            return key is not None and key in self._keys
+
+    def _serve(self, endpoint: str, key: str, body: MultipartBody | JsonBody, started: float) -> dict:
+        if isinstance(body, MultipartBody):
+            return self._accept_upload(key, body, started)
+        try:
+            payload = body.payload()
+        except ValueError:
+            return envelope("0001", msg="body is not valid JSON")
+        if endpoint == "list":
+            return self._list_videos(key, payload)
+        return self._delete_videos(key, payload)
+
+    def _accept_upload(self, key: str, body: MultipartBody, started: float) -> dict:
+        record = body.record
+        if body.error:
+            return envelope("0003", msg=body.error)
+        if record.filename is None:
+            return envelope("0003", msg="file is required")
+        name, ext = os.path.splitext(os.path.basename(record.filename.replace("\\", "/")))
+        if not (record.content_type or "").lower().startswith("video/") or ext.lower() not in VIDEO_EXTENSIONS:
+            return envelope("0001", msg="file type not supported")
+        now = self._clock()
+        with self._lock:
+            last = self._last_accepted.get(key)
+            # abs(): two uploads in flight at once may finish in either order.
+            if self.upload_interval > 0 and last is not None and abs(started - last) < self.upload_interval:
+                return envelope("0429")
+            self._last_accepted[key] = started
+            video = RemoteVideo(video_no=self._new_video_no(), video_name=name, status="UNPARSE",
+                                size=record.size, create_time=int(now * 1000),
+                                callback=record.fields.get("callback") or None, key=key,
+                                client_id=f"{self._rng.getrandbits(128):032x}")
+            self._videos[video.video_no] = video
+            record.video_no = video.video_no
+            self._plan_timeline(video, now)
+        return {"code": "0000", "msg": "success", "success": True, "failed": False,
+                "data": {"videoNo": video.video_no, "videoName": video.video_name,
+                         "videoStatus": "UNPARSE", "uploadTime": str(video.create_time)}}
+
+    def _list_videos(self, key: str, payload: Any) -> dict:
+        payload = {} if payload is None else payload
+        if not isinstance(payload, dict):
+            return envelope("0001", msg="body must be a JSON object")
+        try:
+            page, size = int(payload.get("page") or 1), int(payload.get("size") or 20)
+        except (TypeError, ValueError):
+            return envelope("0001", msg="page and size must be numbers")
+        if page < 1 or size < 1:
+            return envelope("0001", msg="page and size start at 1")
+        video_no, status, name = payload.get("video_no"), payload.get("status"), payload.get("video_name")
+        self._run_due()
+        with self._lock:
+            found = [v for v in self._videos.values()
+                     if v.key == key and not v.deleted
+                     and (not video_no or v.video_no == video_no)
+                     and (not status or v.status == status)
+                     and (not name or str(name) in v.video_name)]
+            found.sort(key=lambda v: (v.create_time, v.video_no), reverse=True)
+            # Strings on purpose: the real API sends numbers as strings here.
+            shown = [{"video_no": v.video_no, "video_name": v.video_name, "status": v.status,
+                      "duration": "12", "size": str(v.size), "create_time": str(v.create_time)}
+                     for v in found[(page - 1) * size:page * size]]
+        return envelope("0000", {"videos": shown, "current_page": page, "page_size": size,
+                                 "total_count": len(found)})
+
+    def _delete_videos(self, key: str, payload: Any) -> dict:
+        if not isinstance(payload, list) or not all(isinstance(no, str) for no in payload):
+            return envelope("0001", msg="body must be a JSON array of video numbers")
+        if len(payload) > MAX_DELETE:
+            return envelope("0001", msg=f"at most {MAX_DELETE} videos per call")
+        with self._lock:
+            # Unknown numbers, and other accounts' videos, are skipped yet still "success".
+            mine = {no for no in payload if no in self._videos and self._videos[no].key == key}
+            for no in mine:
+                self._videos[no].deleted = True
+            self._drop_steps(mine)
+        return envelope("0000")
+
+    def _success_look(self, endpoint: str) -> dict:
+        """A success-shaped body for the "wrong_content_type" fault; it creates nothing."""
+        if endpoint == "upload":
+            return {"code": "0000", "msg": "success", "success": True, "failed": False,
+                    "data": {"videoNo": self._new_video_no(), "videoName": "video", "videoStatus": "UNPARSE",
+                             "uploadTime": str(int(self._clock() * 1000))}}
+        if endpoint == "list":
+            return envelope("0000", {"videos": [], "current_page": 1, "page_size": 20, "total_count": 0})
+        return envelope("0000")
+
+    # -- timeline and callbacks --------------------------------------------
+
+    def _plan_timeline(self, video: RemoteVideo, t0: float) -> None:
+        """Queue UNPARSE callback and the PARSE change (+ callback). Caller holds the lock."""
+        parse_body, copies = None, 1
+        if video.callback and self.send_callbacks:
+            fault = self._faults.take("callback")
+            kind = fault.kind if fault else None
+            # "other_video": a number the portal never heard of, as if misrouted.
+            target = self._new_video_no() if kind == "other_video" else video.video_no
+            copies = 2 if kind == "twice" else 1
+            if kind == "never":
+                self._log(f"callbacks for {video.video_no} withheld (fault never)")
+            else:
+                unparse_body = {"videoNo": target, "clientId": video.client_id, "status": "UNPARSE"}
+                self._push(_Step(t0 + self.callback_delay, next(self._seq), video.video_no,
+                                 callback=unparse_body, copies=copies))
+                parse_body = {"videoNo": target, "status": "PARSE"}
+        # The PARSE callback rides on the status change, so it never runs ahead of list_videos.
+        self._push(_Step(t0 + self.parse_delay, next(self._seq), video.video_no, status="PARSE",
+                         callback=parse_body, copies=copies))
+
+    def _push(self, step: _Step) -> None:
+        heapq.heappush(self._steps, step)
+
+    def _drop_steps(self, video_nos: set[str]) -> None:
+        if video_nos:
+            self._steps = [s for s in self._steps if s.video_no not in video_nos]
+            heapq.heapify(self._steps)
+
+    def _run_due(self) -> None:
+        now = self._clock()
+        sends = []
+        with self._lock:
+            while self._steps and self._steps[0].due <= now:
+                step = heapq.heappop(self._steps)
+                video = self._videos[step.video_no]
+                if step.status is not None:
+                    video.status = step.status
+                if step.callback is not None and video.callback and self.send_callbacks:
+                    sends.append((video.callback, step.callback, step.copies))
+        for url, body, copies in sends:
+            self._send_callback_later(url, body, copies)
+
+    def _run_scheduler(self) -> None:
+        while not self._stopping.wait(SCHEDULER_TICK):
+            try:
+                self._run_due()
+            except Exception:  # one bad step must not end the timeline for every video
+                logger.exception("memories.ai emulator: timeline step failed")
+
+    def _send_callback_later(self, url: str, body: dict, copies: int) -> None:
+        # A thread per callback: a receiver that hangs must not delay the next video's callback.
+        threading.Thread(target=self._post_callback, args=(url, body, copies),
+                         name="memories-emulator-callback", daemon=True).start()
+
+    def _post_callback(self, url: str, body: dict, copies: int) -> None:
+        for _ in range(copies):
+            sent = {"url": url, "body": dict(body), "status_code": None, "error": None, "at": time.time()}
+            try:
+                sent["status_code"] = requests.post(url, json=body, timeout=CALLBACK_TIMEOUT).status_code
+            except requests.RequestException as exc:
+                sent["error"] = f"{type(exc).__name__}: {exc}"
+            with self._lock:
+                self._callbacks.append(sent)
+            outcome = sent["status_code"] or sent["error"]
+            self._log(f"callback {body['status']} {body['videoNo']} -> {_redact_url(url)}: {outcome}")
+
+    # -- bookkeeping -------------------------------------------------------
+
+    def _new_video_no(self) -> str:
+        with self._lock:
+            while True:
+                video_no = f"VI{self._rng.randrange(10**17, 10**18)}"
+                if video_no not in self._videos:
+                    return video_no
+
+    def _record(self, upload: ReceivedUpload | None, request: dict[str, Any]) -> None:
+        with self._lock:
+            self._requests.append(request)
+            if upload is not None:
+                self._uploads.append(upload)
+
+    def _log(self, line: str) -> None:
+        with self._lock:
+            self._log_lines.append(line)
+        logger.info(line)
+
+
+def _redact_url(url: str) -> str:
+    """Callback URLs carry the portal's secret: log where they point, not the secret."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.hostname}{f':{parts.port}' if parts.port else ''}/…"

@@ -1,0 +1,90 @@
+"""The upload form and the checks each file must pass before it is stored."""
+
+from pathlib import PurePath
+
+from django import forms
+
+# Extension -> (container name, content type sent to memories.ai). The browser's content type
+# is not trusted: it is derived from the checked extension.
+CONTAINERS = {
+    ".mp4": ("MP4", "video/mp4"),
+    ".mov": ("QuickTime (MOV)", "video/quicktime"),
+    ".mkv": ("Matroska (MKV)", "video/x-matroska"),
+    ".avi": ("AVI", "video/x-msvideo"),
+}
+EBML_MAGIC = b"\x1a\x45\xdf\xa3"
+# Old QuickTime files may open with one of these atoms instead of `ftyp`.
+QUICKTIME_ATOMS = {b"moov", b"mdat", b"wide", b"free", b"skip"}
+
+
+def container_matches(extension: str, head: bytes) -> bool:
+    if extension == ".mp4":
+        return head[4:8] == b"ftyp"
+    if extension == ".mov":
+        return head[4:8] == b"ftyp" or head[4:8] in QUICKTIME_ATOMS
+    if extension == ".avi":
+        return head[0:4] == b"RIFF" and head[8:12] == b"AVI "
+    if extension == ".mkv":
+        return head[0:4] == EBML_MAGIC
+    return False
+
+
+def refusal_reason(uploaded) -> str | None:
+    """Why this file cannot be accepted, in words for the user; None if it is fine."""
+    extension = PurePath(uploaded.name).suffix.lower()
+    if extension not in CONTAINERS:
+        return "only .mp4, .mov, .mkv and .avi videos are accepted"
+    if uploaded.size == 0:
+        return "the file is empty"
+    uploaded.seek(0)
+    head = uploaded.read(16)
+    uploaded.seek(0)
+    if not container_matches(extension, head):
+        return f"its content is not a {CONTAINERS[extension][0]} video, whatever its name says"
+    return None
+
+
+def content_type_for(name: str) -> str:
+    return CONTAINERS[PurePath(name).suffix.lower()][1]
+
+
+class MultipleFileInput(forms.ClearableFileInput):
+    allow_multiple_selected = True
+
+
+class MultipleFileField(forms.FileField):
+    """Hands the view every chosen file; each is then checked on its own, so one bad file
+    does not refuse the others."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("widget", MultipleFileInput(attrs={"accept": ",".join(CONTAINERS)}))
+        super().__init__(*args, **kwargs)
+
+    def clean(self, data, initial=None):
+        # FileField.clean would refuse the whole form for one empty file; refusal_reason()
+        # judges each file instead.
+        if isinstance(data, (list, tuple)):
+            return [item for item in data if item]
+        return [data] if data else []
+
+
+class UploadForm(forms.Form):
+    files = MultipleFileField(label="Video files", required=False,
+                              help_text="MP4, MOV, MKV or AVI; you can pick several.")
+    title = forms.CharField(max_length=200, required=False,
+                            help_text="Optional. With several files, each gets this title and its number.")
+    team = forms.ModelChoiceField(queryset=None, empty_label=None)
+
+    def __init__(self, *args, teams, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["team"].queryset = teams
+        if len(teams) == 1:
+            # One team: nothing to choose, so no field to tamper with.
+            del self.fields["team"]
+            self.only_team = teams[0]
+
+    def clean(self):
+        cleaned = super().clean()
+        if "team" not in self.fields:
+            cleaned["team"] = self.only_team
+        return cleaned

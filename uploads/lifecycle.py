@@ -1,0 +1,339 @@
+"""Every change of a video's state, in one place.
+
+The upload view, the relay and status-check tasks, the callback view, the reconciler and the
+admin all move videos through these functions. Each transition runs in its own transaction,
+re-reads the row under a lock, checks the state it starts from, and writes a VideoEvent; so a
+duplicate or late arrival finds the video already moved and changes nothing.
+"""
+
+import logging
+import random
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from .models import ApiKey, CallbackRecord, Team, Video, VideoEvent
+
+logger = logging.getLogger(__name__)
+S = Video.Status
+Source = VideoEvent.Source
+Outcome = CallbackRecord.Outcome
+
+PARSED = {"PARSE"}
+FAILED = {"FAIL", "PARSE_ERROR"}
+UNPARSED = {"UNPARSE"}
+
+
+def record(video, source, from_status, to_status, message="", remote_status="", actor=None):
+    return VideoEvent.objects.create(
+        video=video, source=source, from_status=from_status or "", to_status=to_status or "",
+        message=message[:500], remote_status=remote_status[:40], actor=actor,
+    )
+
+
+def _locked(video_id):
+    return Video.objects.select_for_update().select_related("team").get(pk=video_id)
+
+
+# --- Upload -------------------------------------------------------------------------------
+
+def create_video(*, team, owner, api_key, uploaded_file, title, sha256):
+    """Save the file to storage, then the Video row and its relay task in one transaction."""
+    from .tasks import relay_video
+
+    video = Video(team=team, owner=owner, api_key=api_key, title=title,
+                  original_name=uploaded_file.name, content_type=uploaded_file.content_type,
+                  size=uploaded_file.size, sha256=sha256)
+    # The storage write happens before the transaction, never inside it.
+    video.file.save(uploaded_file.name, uploaded_file, save=False)
+    try:
+        with transaction.atomic():
+            video.save()
+            record(video, Source.UPLOAD, "", S.QUEUED, f"{video.original_name} stored ({video.size} bytes)",
+                   actor=owner)
+            relay_video.enqueue(str(video.pk), 0)
+    except Exception:
+        video.file.delete(save=False)  # no row points at it: do not leave an orphan behind
+        raise
+    return video
+
+
+# --- Relay --------------------------------------------------------------------------------
+
+def claim_team_slot(team_id):
+    """Take the team's upload slot now; return None if taken, else when the slot frees up.
+
+    A conditional UPDATE decides, so several relay workers never start two uploads of one team
+    closer than the interval. The margin covers the time between this claim and the request.
+    """
+    now = timezone.now()
+    interval = settings.MEMPORTAL_UPLOAD_INTERVAL_SECONDS
+    margin = min(1.0, interval * 0.1)
+    taken = Team.objects.filter(pk=team_id).filter(
+        Q(next_upload_at__isnull=True) | Q(next_upload_at__lte=now)
+    ).update(next_upload_at=now + timedelta(seconds=interval + margin))
+    if taken:
+        return None
+    return Team.objects.values_list("next_upload_at", flat=True).get(pk=team_id)
+
+
+def push_back_team_slot(team_id):
+    """memories.ai said 0429: hold all of the team's uploads back, longer each time."""
+    with transaction.atomic():
+        team = Team.objects.select_for_update().get(pk=team_id)
+        team.upload_backoff_level = min(team.upload_backoff_level + 1, 6)
+        delay = settings.MEMPORTAL_UPLOAD_INTERVAL_SECONDS * (2 ** team.upload_backoff_level)
+        team.next_upload_at = max(team.next_upload_at or timezone.now(), timezone.now() + timedelta(seconds=delay))
+        team.save(update_fields=["upload_backoff_level", "next_upload_at"])
+        return team.next_upload_at
+
+
+def claim_for_relay(video_id, attempt, api_key):
+    """queued -> sending, only if nobody else took this attempt (two task rows, one send)."""
+    now = timezone.now()
+    with transaction.atomic():
+        claimed = Video.objects.filter(pk=video_id, status=S.QUEUED, attempts=attempt, deleted_at__isnull=True).update(
+            status=S.SENDING, attempts=attempt + 1, heartbeat_at=now, next_attempt_at=None, api_key=api_key,
+        )
+        if claimed:
+            video = Video.objects.get(pk=video_id)
+            record(video, Source.RELAY, S.QUEUED, S.SENDING, f"attempt {attempt + 1}: sending with key {api_key.masked}")
+    return bool(claimed)
+
+
+def heartbeat(video_id):
+    Video.objects.filter(pk=video_id, status=S.SENDING).update(heartbeat_at=timezone.now())
+
+
+def relay_accepted(video_id, result):
+    """memories.ai answered 0000: sending -> processing, then apply any early callbacks."""
+    from .tasks import check_video
+
+    with transaction.atomic():
+        video = _locked(video_id)
+        if video.status != S.SENDING:
+            logger.warning("relay answer for video %s found it %s; recording only", video.pk, video.status)
+        video.video_no = result.video_no
+        video.video_name = result.video_name
+        video.remote_status = result.status
+        video.remote_uploaded_at = result.uploaded_at
+        video.last_error = ""
+        from_status = video.status
+        if video.status == S.SENDING:
+            video.status = S.PROCESSING
+            video.heartbeat_at = None
+        first = timezone.now() + timedelta(seconds=settings.MEMPORTAL_STATUS_FIRST_CHECK_SECONDS)
+        video.next_check_at = first
+        video.save()
+        Team.objects.filter(pk=video.team_id).update(upload_backoff_level=0)
+        record(video, Source.RELAY, from_status, video.status,
+               f"memories.ai accepted it as {result.video_no}", remote_status=result.status)
+        check_video.using(run_after=first).enqueue(str(video.pk))
+    for pending in CallbackRecord.objects.filter(video_id=video_id, outcome=Outcome.PENDING).order_by("pk"):
+        apply_callback(pending.pk)
+
+
+def backoff_seconds(attempt):
+    base = settings.MEMPORTAL_RETRY_BASE_SECONDS * (2 ** max(attempt - 1, 0))
+    return min(base, 3600) * random.uniform(0.8, 1.2)
+
+
+def relay_failed(video_id, error, api_key=None):
+    """Sort a failed relay: retry later, reject the video, or hold it while the key is fixed."""
+    from .memories import KEY, REJECT
+    from .tasks import relay_video
+
+    with transaction.atomic():
+        video = _locked(video_id)
+        if video.status != S.SENDING:
+            return video
+        video.heartbeat_at = None
+        video.last_error = str(error)
+        if error.kind == KEY:
+            # Not the video's fault: the attempt does not count, the video waits for a new key.
+            video.status = S.QUEUED
+            video.attempts = max(video.attempts - 1, 0)
+            video.save()
+            if api_key is not None:
+                api_key.mark_failing(str(error))
+            record(video, Source.RELAY, S.SENDING, S.QUEUED,
+                   f"waiting for a working API key: {error}", remote_status=error.code)
+        elif error.kind == REJECT:
+            video.status = S.REJECTED
+            video.save()
+            record(video, Source.RELAY, S.SENDING, S.REJECTED, str(error), remote_status=error.code)
+        elif video.attempts >= settings.MEMPORTAL_MAX_ATTEMPTS:
+            video.status = S.REJECTED
+            video.last_error = f"Gave up after {video.attempts} attempts. Last error: {error}"
+            video.save()
+            record(video, Source.RELAY, S.SENDING, S.REJECTED, video.last_error, remote_status=error.code)
+        else:
+            run_after = timezone.now() + timedelta(seconds=backoff_seconds(video.attempts))
+            if error.rate_limited:
+                run_after = max(run_after, push_back_team_slot(video.team_id))
+            video.status = S.QUEUED
+            video.next_attempt_at = run_after
+            video.save()
+            record(video, Source.RELAY, S.SENDING, S.QUEUED,
+                   f"will try again at {run_after:%H:%M:%S} UTC: {error}", remote_status=error.code)
+            relay_video.using(run_after=run_after).enqueue(str(video.pk), video.attempts)
+    return video
+
+
+def resume_team_queue(team_id):
+    """Enqueue a relay for each of the team's waiting videos (a key was fixed or replaced)."""
+    from .tasks import relay_video
+
+    now = timezone.now()
+    waiting = Video.objects.alive().filter(team_id=team_id, status=S.QUEUED)
+    for video_id, attempts, next_at in waiting.values_list("pk", "attempts", "next_attempt_at"):
+        task = relay_video.using(run_after=next_at) if next_at and next_at > now else relay_video
+        task.enqueue(str(video_id), attempts)
+
+
+def requeue_stale(video_id, stale_after, source=Source.RECONCILE):
+    """A relay whose heartbeat stopped (worker killed): back to queued for a new attempt."""
+    from .tasks import relay_video
+
+    stale_before = timezone.now() - timedelta(seconds=stale_after)
+    with transaction.atomic():
+        video = _locked(video_id)
+        if video.status != S.SENDING or (video.heartbeat_at and video.heartbeat_at > stale_before):
+            return False
+        video.status = S.QUEUED
+        video.heartbeat_at = None
+        video.save()
+        record(video, source, S.SENDING, S.QUEUED,
+               "the relay stopped without an answer (worker stopped?); sending again. "
+               "memories.ai may hold a second copy if the first one had arrived.")
+        relay_video.enqueue(str(video.pk), video.attempts)
+    return True
+
+
+# --- Remote status (callbacks and status checks) ------------------------------------------
+
+def apply_remote_status(video_id, remote_status, source, message=""):
+    """Apply a status memories.ai reported; return the outcome (applied/duplicate/stale)."""
+    with transaction.atomic():
+        video = _locked(video_id)
+        if video.deleted_at is not None:
+            return Outcome.STALE
+        before = video.status
+        if remote_status in PARSED:
+            target = S.READY
+        elif remote_status in FAILED:
+            target = S.FAILED
+        elif remote_status in UNPARSED:
+            target = S.PROCESSING
+        else:
+            target = None
+        if video.status == S.PROCESSING and target in (S.READY, S.FAILED):
+            video.status = target
+            video.remote_status = remote_status
+            video.next_check_at = None
+            if target == S.FAILED:
+                video.last_error = f"memories.ai could not process the video ({remote_status})."
+            video.save()
+            record(video, source, before, target, message, remote_status=remote_status)
+            return Outcome.APPLIED
+        if video.status == S.PROCESSING and video.remote_status != remote_status:
+            # Still processing (or a status we do not know): keep the raw value, change nothing else.
+            video.remote_status = remote_status
+            video.save(update_fields=["remote_status", "updated_at"])
+            record(video, source, before, before, message or f"memories.ai reports {remote_status}",
+                   remote_status=remote_status)
+            return Outcome.APPLIED
+        if video.status == target or (video.status == S.PROCESSING and video.remote_status == remote_status):
+            return Outcome.DUPLICATE
+        return Outcome.STALE
+
+
+def apply_callback(record_id):
+    """Apply one stored callback in its own transaction and write down what came of it."""
+    cb = CallbackRecord.objects.select_related("video").get(pk=record_id)
+    video = cb.video
+    if video.video_no == "" and video.status in (S.QUEUED, S.SENDING):
+        CallbackRecord.objects.filter(pk=cb.pk).update(
+            outcome=Outcome.PENDING, detail="arrived before the relay's answer; applied when it comes")
+        return Outcome.PENDING
+    if cb.video_no != video.video_no:
+        CallbackRecord.objects.filter(pk=cb.pk).update(
+            outcome=Outcome.REFUSED, detail=f"names {cb.video_no}, the video is {video.video_no or 'unnumbered'}")
+        return Outcome.REFUSED
+    try:
+        outcome = apply_remote_status(video.pk, cb.remote_status, Source.CALLBACK,
+                                      f"callback: {cb.remote_status}")
+    except Exception:
+        import traceback
+
+        logger.exception("callback %s could not be applied", cb.pk)
+        CallbackRecord.objects.filter(pk=cb.pk).update(outcome=Outcome.ERROR, detail=traceback.format_exc()[-4000:])
+        return Outcome.ERROR
+    CallbackRecord.objects.filter(pk=cb.pk).update(outcome=outcome, detail="")
+    return outcome
+
+
+def schedule_next_check(video_id):
+    """Plan the next status check at a growing interval, until MEMPORTAL_STATUS_MAX_AGE."""
+    from .tasks import check_video
+
+    with transaction.atomic():
+        video = _locked(video_id)
+        if video.status != S.PROCESSING:
+            return None
+        since = video.remote_uploaded_at or video.created_at
+        delay = min(settings.MEMPORTAL_STATUS_FIRST_CHECK_SECONDS * (2 ** video.checks),
+                    settings.MEMPORTAL_STATUS_MAX_INTERVAL_SECONDS)
+        next_at = timezone.now() + timedelta(seconds=delay)
+        if next_at > since + timedelta(seconds=settings.MEMPORTAL_STATUS_MAX_AGE):
+            video.next_check_at = None
+            video.save(update_fields=["next_check_at", "updated_at"])
+            return None
+        video.next_check_at = next_at
+        video.save(update_fields=["next_check_at", "updated_at"])
+        check_video.using(run_after=next_at).enqueue(str(video.pk))
+        return next_at
+
+
+# --- People acting on videos --------------------------------------------------------------
+
+def retry(video_id, actor, source=Source.USER):
+    from .tasks import relay_video
+
+    with transaction.atomic():
+        video = _locked(video_id)
+        if video.status not in (S.FAILED, S.REJECTED) or not video.file or video.deleted_at:
+            return False
+        before = video.status
+        video.status = S.QUEUED
+        video.attempts = 0
+        video.next_attempt_at = None
+        video.video_no = ""
+        video.remote_status = ""
+        video.last_error = ""
+        video.save()
+        record(video, source, before, S.QUEUED, "retry requested", actor=actor)
+        relay_video.enqueue(str(video.pk), 0)
+    return True
+
+
+def cancel(video_id, actor, source=Source.USER):
+    with transaction.atomic():
+        video = _locked(video_id)
+        if video.status != S.QUEUED or video.deleted_at:
+            return False
+        video.status = S.CANCELLED
+        video.next_attempt_at = None
+        video.save()
+        record(video, source, S.QUEUED, S.CANCELLED, "cancelled", actor=actor)
+    return True
+
+
+def key_for(video) -> ApiKey | None:
+    """The key to ask memories.ai about an uploaded video: the one that uploaded it, if kept."""
+    if video.api_key_id and ApiKey.objects.filter(pk=video.api_key_id).exists():
+        return video.api_key
+    return video.team.usable_key()

@@ -1,0 +1,198 @@
+"""The one seam to memories.ai: every call to its API goes through this module.
+
+Each call has explicit connect/read timeouts, reads the answer's `code` (memories.ai answers
+HTTP 200 with an error code as often as a non-2xx status), and turns every failure into one
+MemoriesError whose `kind` says what the caller should do: retry later, give up on this video,
+or stop using this key. The API key goes into the Authorization header and nowhere else: it is
+never part of a message, a log line or an exception.
+"""
+
+import json
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import requests
+from django.conf import settings
+from requests_toolbelt import MultipartEncoder
+
+logger = logging.getLogger(__name__)
+
+RETRY = "retry"  # transient: back off and try again, a bounded number of times
+REJECT = "reject"  # this request will never succeed: the video is refused
+KEY = "key"  # the key or the account is at fault, not the video
+
+KEY_CODES = {
+    "0401": "memories.ai refused the team's API key (authorization invalid)",
+    "0403": "memories.ai says the developer account of this key is disabled",
+    "9009": "memories.ai denied permission to this API key",
+    "0402": "the memories.ai account of this key has run out of credits",
+}
+REJECT_CODES = {
+    "0001": "memories.ai refused the file or a field of the request",
+    "0003": "memories.ai refused a parameter of the request",
+    "0409": "memories.ai says this is a duplicate upload",
+}
+RATE_LIMITED = "0429"
+
+
+class MemoriesError(Exception):
+    def __init__(self, kind: str, message: str, code: str = "", http_status: int | None = None):
+        super().__init__(message)
+        self.kind = kind
+        self.code = code
+        self.http_status = http_status
+        self.message = message
+
+    @property
+    def rate_limited(self):
+        return self.code == RATE_LIMITED or self.http_status == 429
+
+    def __str__(self):
+        label = f"code {self.code}" if self.code else (f"HTTP {self.http_status}" if self.http_status else "")
+        return f"{self.message} ({label})" if label else self.message
+
+
+@dataclass(frozen=True)
+class UploadResult:
+    video_no: str
+    video_name: str
+    status: str
+    uploaded_at: datetime | None
+
+
+@dataclass(frozen=True)
+class RemoteVideo:
+    video_no: str
+    video_name: str
+    status: str
+
+
+def error_for_code(code: str, msg: str) -> MemoriesError:
+    said = f": “{msg}”" if msg else ""
+    if code in KEY_CODES:
+        return MemoriesError(KEY, KEY_CODES[code] + said, code=code)
+    if code in REJECT_CODES:
+        return MemoriesError(REJECT, REJECT_CODES[code] + said, code=code)
+    if code == RATE_LIMITED:
+        return MemoriesError(RETRY, "memories.ai is busy or rate-limiting this account" + said, code=code)
+    return MemoriesError(RETRY, f"memories.ai answered an unknown code{said}", code=code)
+
+
+def parse_millis(value) -> datetime | None:
+    try:
+        return datetime.fromtimestamp(int(str(value)) / 1000, tz=UTC)
+    except (TypeError, ValueError, OverflowError, OSError):
+        return None
+
+
+def _url(path: str) -> str:
+    return settings.MEMORIES_API_BASE_URL + path
+
+
+def _timeouts():
+    return (settings.MEMORIES_CONNECT_TIMEOUT, settings.MEMORIES_READ_TIMEOUT)
+
+
+def _envelope(response: requests.Response) -> dict:
+    """The answer's `data`, or MemoriesError for anything but code 0000."""
+    if response.status_code >= 500 or response.status_code == 429:
+        raise MemoriesError(RETRY, "memories.ai answered with a server error", http_status=response.status_code)
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if not isinstance(body, dict) or "code" not in body:
+        if response.status_code >= 400:
+            raise MemoriesError(RETRY, "memories.ai answered with an error", http_status=response.status_code)
+        raise MemoriesError(RETRY, "memories.ai sent an answer that is not its JSON envelope",
+                            http_status=response.status_code)
+    code = str(body.get("code"))
+    if code != "0000":
+        raise error_for_code(code, str(body.get("msg") or "")[:300])
+    data = body.get("data")
+    return data if isinstance(data, dict) else {}
+
+
+def _post(path, api_key, **kwargs) -> requests.Response:
+    headers = kwargs.pop("headers", {})
+    headers["Authorization"] = api_key
+    try:
+        return requests.post(_url(path), headers=headers, timeout=_timeouts(), allow_redirects=False, **kwargs)
+    except requests.Timeout:
+        raise MemoriesError(RETRY, "memories.ai did not answer in time") from None
+    except requests.ConnectionError:
+        raise MemoriesError(RETRY, "could not connect to memories.ai, or the connection broke") from None
+    except requests.RequestException as exc:
+        raise MemoriesError(RETRY, f"the request to memories.ai failed ({type(exc).__name__})") from None
+
+
+class ProgressReader:
+    """A file wrapper for MultipartEncoder that reports progress as bytes are read."""
+
+    def __init__(self, fileobj, size: int, on_progress=None):
+        self.fileobj = fileobj
+        self.size = size
+        self.sent = 0
+        self.on_progress = on_progress
+
+    @property
+    def len(self):
+        return self.size - self.sent
+
+    def read(self, n=-1):
+        chunk = self.fileobj.read(n if n and n > 0 else 1024 * 1024)
+        self.sent += len(chunk)
+        if self.on_progress is not None:
+            self.on_progress(self.sent)
+        return chunk
+
+
+def upload(api_key: str, fileobj, *, size: int, filename: str, content_type: str,
+           callback_url: str | None, on_progress=None) -> UploadResult:
+    """Stream one file to memories.ai. A MultipartEncoder is single-use: one per attempt."""
+    fields = {"file": (filename, ProgressReader(fileobj, size, on_progress), content_type)}
+    if callback_url:
+        fields["callback"] = callback_url
+    encoder = MultipartEncoder(fields=fields)
+    response = _post(settings.MEMORIES_UPLOAD_PATH, api_key, data=encoder,
+                     headers={"Content-Type": encoder.content_type})
+    data = _envelope(response)
+    video_no = str(data.get("videoNo") or "")
+    if not video_no:
+        raise MemoriesError(RETRY, "memories.ai accepted the upload but sent no videoNo")
+    return UploadResult(
+        video_no=video_no,
+        video_name=str(data.get("videoName") or ""),
+        status=str(data.get("videoStatus") or ""),
+        uploaded_at=parse_millis(data.get("uploadTime")),
+    )
+
+
+def find_video(api_key: str, video_no: str) -> RemoteVideo | None:
+    """Ask list_videos about one video; None when memories.ai does not know it."""
+    response = _post(settings.MEMORIES_LIST_PATH, api_key, json={"page": 1, "size": 20, "video_no": video_no})
+    data = _envelope(response)
+    for item in data.get("videos") or []:
+        if isinstance(item, dict) and str(item.get("video_no")) == video_no:
+            return RemoteVideo(video_no=video_no, video_name=str(item.get("video_name") or ""),
+                               status=str(item.get("status") or ""))
+    return None
+
+
+def list_videos(api_key: str, page: int = 1, size: int = 1) -> dict:
+    """One page of list_videos; used to test that a key works."""
+    return _envelope(_post(settings.MEMORIES_LIST_PATH, api_key, json={"page": page, "size": size}))
+
+
+def delete_videos(api_key: str, video_nos: list[str]) -> None:
+    """Delete up to 100 videos; unknown numbers and 0409 count as done."""
+    if len(video_nos) > 100:
+        raise ValueError("memories.ai deletes at most 100 videos per call")
+    response = _post(settings.MEMORIES_DELETE_PATH, api_key, data=json.dumps(list(video_nos)),
+                     headers={"Content-Type": "application/json"})
+    try:
+        _envelope(response)
+    except MemoriesError as exc:
+        if exc.code != "0409":
+            raise

@@ -1,0 +1,97 @@
+"""Background work: relaying videos to memories.ai and checking their status.
+
+Arguments are JSON (video ids as strings). A task never sleeps waiting for a pacing slot: it
+re-enqueues itself with run_after. A task may run twice or late; the conditional claims in
+uploads/lifecycle.py make that harmless.
+"""
+
+import logging
+import time
+
+from django.tasks import task
+from django.utils import timezone
+
+from . import lifecycle, memories
+from .crypto import ApiKeyDecryptionError
+from .models import Video
+
+logger = logging.getLogger(__name__)
+S = Video.Status
+HEARTBEAT_EVERY_SECONDS = 2.0
+
+
+@task(queue_name="relay")
+def relay_video(video_id: str, attempt: int):
+    """Send one stored video to memories.ai, if it is still waiting for this attempt."""
+    video = Video.objects.alive().select_related("team").filter(pk=video_id).first()
+    if video is None or video.status != S.QUEUED or video.attempts != attempt:
+        return "stale"
+    now = timezone.now()
+    if video.next_attempt_at and video.next_attempt_at > now:
+        relay_video.using(run_after=video.next_attempt_at).enqueue(video_id, attempt)
+        return "not yet"
+    key = video.team.usable_key()
+    if key is None:
+        # The video waits in `queued`; fixing the key resumes the team's queue.
+        return "no usable key"
+    wait_until = lifecycle.claim_team_slot(video.team_id)
+    if wait_until is not None:
+        relay_video.using(run_after=wait_until).enqueue(video_id, attempt)
+        return "paced"
+    if not lifecycle.claim_for_relay(video.pk, attempt, key):
+        return "claimed elsewhere"
+
+    last_beat = time.monotonic()
+
+    def on_progress(sent):
+        nonlocal last_beat
+        if time.monotonic() - last_beat >= HEARTBEAT_EVERY_SECONDS:
+            last_beat = time.monotonic()
+            lifecycle.heartbeat(video.pk)
+
+    try:
+        raw_key = key.reveal()
+        with video.file.open("rb") as fileobj:
+            result = memories.upload(
+                raw_key, fileobj, size=video.size, filename=video.original_name,
+                content_type=video.content_type, callback_url=video.callback_url(), on_progress=on_progress,
+            )
+    except memories.MemoriesError as error:
+        logger.info("relay of video %s failed: %s", video.pk, error)
+        lifecycle.relay_failed(video.pk, error, api_key=key)
+        return f"failed: {error.kind}"
+    except ApiKeyDecryptionError as error:
+        lifecycle.relay_failed(video.pk, memories.MemoriesError(memories.KEY, str(error)), api_key=key)
+        return "key cannot be decrypted"
+    except OSError as error:
+        # The stored file cannot be read: retry (storage may be back later), bounded by attempts.
+        logger.warning("relay of video %s could not read the stored file: %s", video.pk, error)
+        lifecycle.relay_failed(video.pk, memories.MemoriesError(memories.RETRY, f"stored file unreadable: {error}"))
+        return "storage error"
+    key.mark_used()
+    lifecycle.relay_accepted(video.pk, result)
+    return "sent"
+
+
+@task(queue_name="default")
+def check_video(video_id: str):
+    """Ask memories.ai where a processing video stands; plan the next check if not final."""
+    video = Video.objects.alive().select_related("team", "api_key").filter(pk=video_id).first()
+    if video is None or video.status != S.PROCESSING or not video.video_no:
+        return "nothing to check"
+    key = lifecycle.key_for(video)
+    if key is None:
+        lifecycle.schedule_next_check(video.pk)
+        return "no key"
+    Video.objects.filter(pk=video.pk).update(checks=video.checks + 1, last_checked_at=timezone.now())
+    try:
+        remote = memories.find_video(key.reveal(), video.video_no)
+    except (memories.MemoriesError, ApiKeyDecryptionError) as error:
+        logger.info("status check of video %s failed: %s", video.pk, error)
+        lifecycle.schedule_next_check(video.pk)
+        return "check failed"
+    if remote is not None:
+        lifecycle.apply_remote_status(video.pk, remote.status, lifecycle.Source.STATUS_CHECK,
+                                      f"status check: {remote.status}")
+    lifecycle.schedule_next_check(video.pk)
+    return remote.status if remote else "unknown to memories.ai"

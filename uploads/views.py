@@ -1,0 +1,143 @@
+"""The pages people use: upload, my videos, one video, and the small JSON feed that keeps the
+list's states fresh. Every query of videos goes through Video.objects.visible_to(user)."""
+
+import uuid
+
+from django.conf import settings
+from django.contrib import messages
+from django.db import connection
+from django.http import Http404, HttpResponse, JsonResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_GET, require_POST
+
+from . import lifecycle
+from .forms import UploadForm, content_type_for, refusal_reason
+from .models import Team, Video
+from .upload_handlers import refusals
+
+
+@require_GET
+@never_cache
+def video_list(request):
+    scope = request.GET.get("scope", "mine")
+    videos = Video.objects.visible_to(request.user).select_related("team", "owner")
+    administers_a_team = Team.objects.administered_by(request.user).exists()
+    if scope != "team" or not administers_a_team:
+        scope = "mine"
+        videos = videos.filter(owner=request.user)
+    return render(request, "uploads/video_list.html", {
+        "videos": videos[:500], "scope": scope, "administers_a_team": administers_a_team,
+    })
+
+
+@never_cache
+def video_detail(request, video_id):
+    video = get_object_or_404(Video.objects.visible_to(request.user).select_related("team", "owner", "api_key"),
+                              pk=video_id)
+    return render(request, "uploads/video_detail.html", {
+        "video": video, "events": video.events.select_related("actor"),
+    })
+
+
+@require_GET
+@never_cache
+def video_states(request):
+    """States of the listed videos, for the list's live update (static/memportal/live.js)."""
+    try:
+        ids = [uuid.UUID(value) for value in request.GET.getlist("id")[:500]]
+    except ValueError:
+        raise Http404 from None
+    videos = Video.objects.visible_to(request.user).filter(pk__in=ids)
+    return JsonResponse({"videos": {
+        str(v.pk): {"status": v.status, "label": v.get_status_display(),
+                    "next_attempt_at": v.next_attempt_at.isoformat() if v.next_attempt_at else None}
+        for v in videos
+    }})
+
+
+@never_cache
+def upload(request):
+    teams = Team.objects.of_member(request.user)
+    if not teams.exists():
+        messages.error(request, "You are not a member of any team yet: ask your team admin to add you.")
+        return render(request, "uploads/upload.html", {"form": None, "teams": teams})
+    if request.method != "POST":
+        form = UploadForm(teams=teams)
+    else:
+        form = UploadForm(request.POST, request.FILES, teams=teams)
+        refused = list(refusals(request))
+        if form.is_valid():
+            team = form.cleaned_data["team"]
+            key = team.usable_key()
+            files = form.cleaned_data["files"]
+            if key is None:
+                form.add_error(None, no_key_message(team))
+            elif not files and not refused:
+                form.add_error("files", "Choose at least one video file.")
+            else:
+                stored = store_files(request, team, key, files, form.cleaned_data["title"], refused)
+                for name, reason in refused:
+                    messages.error(request, f"“{name}” was not accepted: {reason}.")
+                if stored:
+                    messages.success(request, f"{len(stored)} video{'s' if len(stored) != 1 else ''} "
+                                              "stored and queued for memories.ai.")
+                    return redirect("video-list")
+                return redirect("upload")
+    return render(request, "uploads/upload.html", {
+        "form": form, "teams": teams, "max_upload": settings.MEMPORTAL_MAX_UPLOAD_BYTES,
+        "key_problems": [(t, no_key_message(t)) for t in teams if not t.usable_key()],
+    })
+
+
+def store_files(request, team, key, files, title, refused):
+    stored = []
+    numbered = len(files) > 1 and title
+    for index, uploaded in enumerate(files, start=1):
+        reason = refusal_reason(uploaded)
+        if reason:
+            refused.append((uploaded.name, reason))
+            continue
+        uploaded.content_type = content_type_for(uploaded.name)
+        video = lifecycle.create_video(
+            team=team, owner=request.user, api_key=key, uploaded_file=uploaded,
+            title=f"{title} ({index})" if numbered else title, sha256=uploaded.sha256,
+        )
+        stored.append(video)
+    return stored
+
+
+def no_key_message(team):
+    failing = team.api_keys.filter(is_active=True, failing_since__isnull=False).first()
+    if failing:
+        return (f"Uploads for {team} are paused: memories.ai refused the team's API key "
+                f"({failing.last_error}). Ask your team admin to replace or re-enable the key.")
+    return f"{team} has no active memories.ai API key yet: ask your team admin to add one."
+
+
+@require_POST
+def video_retry(request, video_id):
+    video = get_object_or_404(Video.objects.visible_to(request.user), pk=video_id)
+    if lifecycle.retry(video.pk, request.user):
+        messages.success(request, f"“{video}” is queued again.")
+    else:
+        messages.error(request, f"“{video}” cannot be retried now ({video.get_status_display()}).")
+    return redirect("video-detail", video.pk)
+
+
+@require_POST
+def video_cancel(request, video_id):
+    video = get_object_or_404(Video.objects.visible_to(request.user), pk=video_id)
+    if lifecycle.cancel(video.pk, request.user):
+        messages.success(request, f"“{video}” was cancelled.")
+    else:
+        messages.error(request, f"“{video}” can no longer be cancelled ({video.get_status_display()}).")
+    return redirect("video-detail", video.pk)
+
+
+@require_GET
+@never_cache
+def healthz(request):
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
+    return HttpResponse("ok", content_type="text/plain")
