@@ -119,7 +119,6 @@ class MemoriesEmulator:
         ]
         for thread in self._threads:
             thread.start()
-        self._log(f"memories.ai emulator listening on {self.base_url}")
         return self
 
     def stop(self) -> None:

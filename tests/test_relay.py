@@ -1,0 +1,189 @@
+"""The relay worker against the emulator: what memories.ai receives, and what each answer does."""
+
+import hashlib
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+from django_tasks_db.models import DBTaskResult
+
+from uploads import lifecycle
+from uploads.models import Video
+
+from .conftest import TEST_KEY, make_video, run_worker, sample
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def queued(member, team, api_key):
+    video = make_video(member, team, name="Board meeting.mp4")
+    from uploads.tasks import relay_video
+
+    relay_video.enqueue(str(video.pk), 0)
+    return video
+
+
+def relay_tasks():
+    return DBTaskResult.objects.filter(queue_name="relay", status="READY")
+
+
+def test_it_sends_the_file_as_memories_ai_documents(queued, emulator, settings):
+    settings.MEMPORTAL_PUBLIC_URL = "https://portal.example.com"
+    run_worker()
+
+    upload = emulator.uploads[-1]
+    content = sample("sample-h264-aac.mp4").read_bytes()
+    assert upload.sha256 == hashlib.sha256(content).hexdigest() and upload.size == len(content)
+    assert upload.complete and upload.filename == "Board meeting.mp4"
+    assert upload.content_type == "video/mp4"
+    assert upload.key_tail == "…" + TEST_KEY[-4:]
+    queued.refresh_from_db()
+    assert upload.fields["callback"] == f"https://portal.example.com/callbacks/memories/{queued.callback_token}/"
+    assert queued.status == "processing"
+    assert queued.video_no == upload.video_no and queued.remote_status == "UNPARSE"
+    assert queued.video_name == "Board meeting"
+    assert abs(queued.remote_uploaded_at - timezone.now()) < timedelta(minutes=1)
+    assert queued.api_key.last_used_at is not None
+    check = DBTaskResult.objects.get(queue_name="default")
+    assert check.args_kwargs["args"] == [str(queued.pk)] and check.run_after > timezone.now()
+    assert [e.to_status for e in queued.events.all()] == ["sending", "processing"]
+
+
+def test_without_a_public_url_no_callback_is_given(queued, emulator):
+    run_worker()
+    assert "callback" not in emulator.uploads[-1].fields
+    queued.refresh_from_db()
+    assert queued.status == "processing"
+
+
+@pytest.mark.parametrize("code", ["0429", "9999", "0500"])
+def test_a_transient_code_requeues_with_backoff(queued, emulator, code):
+    emulator.inject("upload", "code", code=code, msg="try later")
+    run_worker()
+    queued.refresh_from_db()
+    assert queued.status == "queued" and queued.attempts == 1
+    assert queued.next_attempt_at > timezone.now() + timedelta(seconds=10)
+    assert f"code {code}" in queued.last_error
+    retry_task = relay_tasks().get()
+    assert retry_task.args_kwargs["args"] == [str(queued.pk), 1]
+    assert retry_task.run_after == queued.next_attempt_at
+    assert bool(queued.file) and queued.file.storage.exists(queued.file.name)
+
+
+@pytest.mark.parametrize("status", [500, 502, 503])
+def test_a_server_error_requeues(queued, emulator, status):
+    emulator.inject("upload", "http", status=status)
+    run_worker()
+    queued.refresh_from_db()
+    assert queued.status == "queued" and f"HTTP {status}" in queued.last_error
+    assert relay_tasks().count() == 1
+
+
+def test_a_timeout_requeues(queued, emulator, settings):
+    settings.MEMORIES_READ_TIMEOUT = 0.5
+    emulator.inject("upload", "slow", seconds=2)
+    run_worker()
+    queued.refresh_from_db()
+    assert queued.status == "queued" and "did not answer in time" in queued.last_error
+
+
+def test_a_connection_error_requeues(queued, settings, db):
+    settings.MEMORIES_API_BASE_URL = "http://127.0.0.1:9"  # nothing listens on the discard port
+    run_worker()
+    queued.refresh_from_db()
+    assert queued.status == "queued" and "could not connect" in queued.last_error
+
+
+def test_after_the_last_attempt_the_video_is_rejected_and_retryable(queued, emulator, settings, member):
+    settings.MEMPORTAL_MAX_ATTEMPTS = 2
+    Video.objects.filter(pk=queued.pk).update(attempts=1)
+    DBTaskResult.objects.all().delete()
+    from uploads.tasks import relay_video
+
+    relay_video.enqueue(str(queued.pk), 1)
+    emulator.inject("upload", "http", status=503)
+    run_worker()
+    queued.refresh_from_db()
+    assert queued.status == "rejected" and "Gave up after 2 attempts" in queued.last_error
+    assert not relay_tasks().exists()
+    assert lifecycle.retry(queued.pk, member)
+    run_worker()
+    queued.refresh_from_db()
+    assert queued.status == "processing"
+
+
+@pytest.mark.parametrize("code, words", [
+    ("0001", "memories.ai refused the file or a field of the request"),
+    ("0003", "memories.ai refused a parameter of the request"),
+    ("0409", "memories.ai says this is a duplicate upload"),
+])
+def test_a_refusal_rejects_the_video_with_the_reason(queued, emulator, code, words):
+    emulator.inject("upload", "code", code=code, msg="bad video")
+    run_worker()
+    queued.refresh_from_db()
+    assert queued.status == "rejected"
+    assert words in queued.last_error and "bad video" in queued.last_error
+    assert not relay_tasks().exists()
+    assert queued.file.storage.exists(queued.file.name)
+
+
+@pytest.mark.parametrize("code", ["0401", "0403", "9009", "0402"])
+def test_a_key_problem_marks_the_key_failing_and_holds_the_video(queued, emulator, api_key, code):
+    emulator.inject("upload", "code", code=code, msg="no")
+    run_worker()
+    queued.refresh_from_db()
+    api_key.refresh_from_db()
+    assert queued.status == "queued" and queued.attempts == 0
+    assert api_key.is_failing and f"code {code}" in api_key.last_error
+    assert not relay_tasks().exists()  # it waits for the key, not for a timer
+
+    # The team admin fixes the key: the queue resumes on its own.
+    api_key.failing_since = None
+    api_key.save()
+    assert relay_tasks().count() == 1
+    run_worker()
+    queued.refresh_from_db()
+    assert queued.status == "processing"
+
+
+def test_replacing_the_key_resumes_the_queue_with_the_new_key(queued, emulator, api_key, team):
+    from uploads.models import ApiKey
+
+    emulator.inject("upload", "code", code="0401")
+    run_worker()
+    new_key = ApiKey(team=team, label="New key")
+    new_key.set_secret("sk-mavi-new-key-ABCD")
+    emulator.add_key("sk-mavi-new-key-ABCD")
+    new_key.save()
+    api_key.refresh_from_db()
+    assert not api_key.is_active
+    run_worker()
+    queued.refresh_from_db()
+    assert queued.status == "processing" and queued.api_key == new_key
+    assert emulator.uploads[-1].key_tail == "…ABCD"
+
+
+def test_a_non_json_answer_requeues(queued, emulator):
+    emulator.inject("upload", "malformed")
+    run_worker()
+    queued.refresh_from_db()
+    assert queued.status == "queued" and "not its JSON envelope" in queued.last_error
+
+
+def test_a_stale_task_does_not_send_twice(queued, emulator):
+    from uploads.tasks import relay_video
+
+    relay_video.enqueue(str(queued.pk), 0)  # a second task row for the same attempt
+    run_worker()
+    assert len(emulator.uploads) == 1
+    queued.refresh_from_db()
+    assert queued.attempts == 1 and queued.status == "processing"
+
+
+def test_a_cancelled_video_is_not_sent(queued, emulator, member):
+    assert lifecycle.cancel(queued.pk, member)
+    run_worker()
+    assert emulator.uploads == []
+    queued.refresh_from_db()
+    assert queued.status == "cancelled"
