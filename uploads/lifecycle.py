@@ -332,6 +332,21 @@ def cancel(video_id, actor, source=Source.USER):
     return True
 
 
+def request_check(video_id, actor, source=Source.USER):
+    """Someone asked to check a processing video now (its checks may have stopped)."""
+    from .tasks import check_video
+
+    with transaction.atomic():
+        video = _locked(video_id)
+        if video.status != S.PROCESSING or video.deleted_at:
+            return False
+        video.next_check_at = timezone.now()
+        video.save(update_fields=["next_check_at", "updated_at"])
+        record(video, source, video.status, video.status, "status check requested", actor=actor)
+        check_video.enqueue(str(video.pk))
+    return True
+
+
 def key_for(video) -> ApiKey | None:
     """The key to ask memories.ai about an uploaded video: the one that uploaded it, if kept."""
     if video.api_key_id and ApiKey.objects.filter(pk=video.api_key_id).exists():

@@ -135,6 +135,16 @@ def video_cancel(request, video_id):
     return redirect("video-detail", video.pk)
 
 
+@require_POST
+def video_check_now(request, video_id):
+    video = get_object_or_404(Video.objects.visible_to(request.user), pk=video_id)
+    if lifecycle.request_check(video.pk, request.user):
+        messages.success(request, f"memories.ai will be asked again about “{video}” in a moment.")
+    else:
+        messages.error(request, f"“{video}” is not waiting for memories.ai ({video.get_status_display()}).")
+    return redirect("video-detail", video.pk)
+
+
 @require_GET
 @never_cache
 def healthz(request):

@@ -1,0 +1,464 @@
+"""Tests of the memories.ai emulator itself (uploads/emulator*.py), over real HTTP.
+
+Each test starts the emulator on a loopback port and talks to it with
+`requests`, the way the portal will. No database and no Django settings are
+needed, so the file runs with `-p no:django` as well as under pytest-django.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+import requests
+
+from uploads.emulator import MemoriesEmulator
+
+KEY = "sk-test-1"
+OTHER_KEY = "sk-test-other-2"
+REPO = Path(__file__).resolve().parent.parent
+SAMPLE = REPO / "tests" / "data" / "sample-h264-aac.mp4"
+UPLOAD, LIST, DELETE = "/serve/api/video/upload", "/serve/api/video/list_videos", "/serve/api/v1/delete_videos"
+
+
+class FakeClock:
+    def __init__(self, now: float = 1_754_000_000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+class CallbackReceiver:
+    """A tiny stand-in for the portal's callback endpoint."""
+
+    def __init__(self) -> None:
+        received = self.received = []
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                received.append({"path": self.path, "body": json.loads(body)})
+                self.send_response(200)
+                self.send_header("Content-Length", "2")
+                self.end_headers()
+                self.wfile.write(b"ok")
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def clock():
+    return FakeClock()
+
+
+@pytest.fixture
+def make_emulator():
+    started = []
+
+    def make(**kwargs):
+        options = {"keys": [KEY], "upload_interval": 0, "callback_delay": 0.05, "parse_delay": 0.2}
+        emu = MemoriesEmulator(**{**options, **kwargs}).start()
+        started.append(emu)
+        return emu
+
+    yield make
+    for emu in started:
+        emu.stop()
+
+
+@pytest.fixture
+def emu(make_emulator):
+    return make_emulator()
+
+
+@pytest.fixture
+def receiver():
+    receiver = CallbackReceiver()
+    yield receiver
+    receiver.close()
+
+
+def upload(emu, key=KEY, filename="clip.mp4", content=b"\x00" * 1000, content_type="video/mp4",
+           data=None, path=UPLOAD, timeout=5):
+    files = {"file": (filename, content, content_type)} if filename is not None else None
+    headers = {"Authorization": key} if key is not None else {}
+    return requests.post(emu.base_url + path, headers=headers, files=files, data=data or {"x": "1"},
+                         timeout=timeout)
+
+
+def api(emu, path, body, key=KEY, timeout=5):
+    return requests.post(emu.base_url + path, headers={"Authorization": key}, json=body, timeout=timeout)
+
+
+# -- uploads -------------------------------------------------------------------
+
+def test_it_accepts_an_upload_and_records_what_arrived(emu):
+    content = SAMPLE.read_bytes()
+    r = upload(emu, filename=SAMPLE.name, content=content,
+               data={"callback": "http://portal.test/cb/t0k3n", "unique_id": "team-7"})
+
+    assert r.status_code == 200
+    answer = r.json()
+    assert answer["code"] == "0000" and answer["success"] is True and answer["failed"] is False
+    data = answer["data"]
+    assert data["videoName"] == "sample-h264-aac" and data["videoStatus"] == "UNPARSE"
+    assert data["videoNo"].startswith("VI") and len(data["videoNo"]) == 20 and data["videoNo"][2:].isdigit()
+    assert data["uploadTime"].isdigit()
+
+    [received] = emu.uploads
+    assert received.sha256 == hashlib.sha256(content).hexdigest()
+    assert received.size == len(content)
+    assert received.filename == SAMPLE.name and received.content_type == "video/mp4"
+    assert received.fields == {"callback": "http://portal.test/cb/t0k3n", "unique_id": "team-7"}
+    assert received.complete and received.code == "0000" and received.video_no == data["videoNo"]
+    assert received.headers["Authorization"] == "…st-1" and received.key_tail == "…st-1"
+
+    video = emu.videos[data["videoNo"]]
+    assert (video.video_name, video.status, video.size) == ("sample-h264-aac", "UNPARSE", len(content))
+    assert video.create_time == int(data["uploadTime"]) and video.callback == "http://portal.test/cb/t0k3n"
+    assert KEY not in repr(video)
+
+
+def test_it_accepts_uploads_on_the_newer_path(emu):
+    assert upload(emu, path="/serve/api/v1/upload").json()["code"] == "0000"
+
+
+@pytest.mark.parametrize("key", ["sk-wrong-key-98765", None])
+def test_it_rejects_a_wrong_key_without_repeating_it(emu, key):
+    r = upload(emu, key=key, content=b"v" * 300_000)
+
+    assert r.status_code == 200
+    assert r.json() == {"code": "0401", "msg": "authorization invalid", "data": None}
+    [received] = emu.uploads
+    assert received.code == "0401" and received.video_no is None and not emu.videos
+    assert received.complete  # the body was drained, so the client read an answer, not a reset
+    state = requests.get(emu.base_url + "/_emulator/state", timeout=5).text
+    if key is not None:
+        assert key not in "\n".join(emu.log_lines) and key not in state and key not in r.text
+        assert received.key_tail == "…8765"
+
+
+def test_it_keeps_keys_out_of_logs_and_state(emu):
+    upload(emu)
+    api(emu, LIST, {})
+    assert emu.log_lines
+    assert KEY not in "\n".join(emu.log_lines)
+    assert KEY not in json.dumps(emu.state())
+    assert KEY not in requests.get(emu.base_url + "/_emulator/state", timeout=5).text
+
+
+def test_it_paces_uploads_per_key(make_emulator, clock):
+    emu = make_emulator(keys=[KEY, OTHER_KEY], upload_interval=60, clock=clock)
+
+    assert upload(emu).json()["code"] == "0000"
+    clock.advance(59)
+    refused = upload(emu).json()
+    assert refused["code"] == "0429" and refused["msg"] == "too many requests"
+    assert upload(emu, key=OTHER_KEY).json()["code"] == "0000"  # pacing is per account
+    clock.advance(1)
+    assert upload(emu).json()["code"] == "0000"  # counted from the last *accepted* upload
+    assert [u.code for u in emu.uploads] == ["0000", "0429", "0000", "0000"]
+
+
+def test_it_paces_in_real_time_by_default(make_emulator):
+    emu = make_emulator(upload_interval=0.3)
+
+    assert upload(emu).json()["code"] == "0000"
+    assert upload(emu).json()["code"] == "0429"
+    time.sleep(0.35)
+    assert upload(emu).json()["code"] == "0000"
+
+
+@pytest.mark.parametrize(("filename", "content_type", "code"), [
+    ("clip.txt", "video/mp4", "0001"),
+    ("clip", "video/mp4", "0001"),
+    ("clip.mp4", "application/octet-stream", "0001"),
+    ("CLIP.MOV", "video/quicktime", "0000"),
+    ("clip.mkv", "video/x-matroska", "0000"),
+    ("clip.avi", "video/x-msvideo", "0000"),
+    (None, None, "0003"),
+])
+def test_it_checks_the_file_part(emu, filename, content_type, code):
+    assert upload(emu, filename=filename, content_type=content_type).json()["code"] == code
+
+
+def test_it_refuses_a_body_without_content_length(emu):
+    def body():
+        yield b"--x\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.mp4\"\r\n\r\nabc\r\n--x--\r\n"
+
+    r = requests.post(emu.base_url + UPLOAD, data=body(), timeout=5,
+                      headers={"Authorization": KEY, "Content-Type": "multipart/form-data; boundary=x"})
+    assert r.json()["code"] == "0003"
+
+
+# -- timeline, callbacks, list, delete ---------------------------------------------
+
+def test_it_posts_both_callback_forms_on_the_timeline(emu, receiver):
+    video_no = upload(emu, data={"callback": receiver.url + "/memories/callback/s3cr3t-token"}).json()["data"]["videoNo"]
+
+    emu.wait_for(lambda e: len(e.callbacks_sent) >= 2, timeout=5)
+    first, second = (item["body"] for item in receiver.received)
+    assert first["videoNo"] == video_no and first["status"] == "UNPARSE" and len(first["clientId"]) == 32
+    assert second == {"videoNo": video_no, "status": "PARSE"}
+    assert {item["path"] for item in receiver.received} == {"/memories/callback/s3cr3t-token"}
+    assert [c["status_code"] for c in emu.callbacks_sent] == [200, 200]
+    assert emu.videos[video_no].status == "PARSE"
+    assert "s3cr3t-token" not in "\n".join(emu.log_lines)  # the URL is the portal's secret
+
+
+def test_it_records_a_callback_that_cannot_be_delivered(emu):
+    upload(emu, data={"callback": "http://127.0.0.1:9/unreachable"})
+
+    [sent] = emu.wait_for(lambda e: e.callbacks_sent, timeout=5)
+    assert sent["status_code"] is None and "ConnectionError" in sent["error"]
+
+
+def test_list_videos_follows_the_timeline(make_emulator, clock):
+    emu = make_emulator(keys=[KEY, OTHER_KEY], clock=clock, parse_delay=10, send_callbacks=False)
+    video_no = upload(emu, filename="first.mp4", content=b"a" * 1234).json()["data"]["videoNo"]
+    clock.advance(1)
+    upload(emu, filename="second.mp4")
+    upload(emu, key=OTHER_KEY, filename="theirs.mp4")
+
+    answer = api(emu, LIST, {"video_no": video_no}).json()
+    assert answer["code"] == "0000"
+    assert answer["data"]["total_count"] == 1 and answer["data"]["current_page"] == 1
+    [listed] = answer["data"]["videos"]
+    assert listed == {"video_no": video_no, "video_name": "first", "status": "UNPARSE", "duration": "12",
+                      "size": "1234", "create_time": str(emu.videos[video_no].create_time)}
+
+    clock.advance(9)
+    assert api(emu, LIST, {"video_no": video_no}).json()["data"]["videos"][0]["status"] == "PARSE"
+    names = [v["video_name"] for v in api(emu, LIST, {}).json()["data"]["videos"]]
+    assert names == ["second", "first"]  # newest first, and only this key's videos
+    assert [v["video_name"] for v in api(emu, LIST, {"status": "PARSE"}).json()["data"]["videos"]] == ["first"]
+    paged = api(emu, LIST, {"page": "2", "size": 1}).json()["data"]
+    assert [v["video_name"] for v in paged["videos"]] == ["first"] and paged["total_count"] == 2
+
+
+def test_delete_marks_videos_and_ignores_unknown_numbers(emu):
+    video_no = upload(emu).json()["data"]["videoNo"]
+
+    r = requests.post(emu.base_url + DELETE, headers={"Authorization": KEY}, timeout=5,
+                      data=json.dumps([video_no, "VI000000000000000001"]),
+                      params={"unique_id": "default"})
+    assert r.json() == {"code": "0000", "msg": "success", "data": None}
+    assert emu.videos[video_no].deleted
+    assert api(emu, LIST, {}).json()["data"]["total_count"] == 0
+    assert api(emu, "/serve/api/video/delete_videos", []).json()["code"] == "0000"
+
+    too_many = api(emu, DELETE, [f"VI{n:018d}" for n in range(101)]).json()
+    assert too_many["code"] == "0001"
+    assert api(emu, DELETE, {"video_nos": [video_no]}).json()["code"] == "0001"
+
+
+def test_set_status_forces_a_status_and_calls_back(make_emulator, clock, receiver):
+    emu = make_emulator(clock=clock, callback_delay=100, parse_delay=100)
+    video_no = upload(emu, data={"callback": receiver.url + "/cb"}).json()["data"]["videoNo"]
+
+    emu.set_status(video_no, "FAIL")
+    emu.wait_for(lambda e: e.callbacks_sent)
+    assert receiver.received[0]["body"] == {"videoNo": video_no, "status": "FAIL"}
+    clock.advance(200)  # the planned timeline was dropped
+    assert emu.videos[video_no].status == "FAIL"
+    with pytest.raises(KeyError):
+        emu.set_status("VI000000000000000002", "PARSE")
+
+
+def test_unknown_paths_and_methods_answer_json(emu):
+    missing = requests.post(emu.base_url + "/serve/api/nothing", timeout=5)
+    assert missing.status_code == 404 and missing.json() == {"error": "not found"}
+    assert requests.get(emu.base_url + LIST, timeout=5).status_code == 405
+    assert emu.requests[-1]["code"] == "405"
+
+
+# -- faults ---------------------------------------------------------------------
+
+def test_fault_code_answers_with_the_code_after_the_whole_body(emu):
+    emu.inject("upload", "code", code="0402")
+
+    assert upload(emu).json() == {"code": "0402", "msg": "not enough credits", "data": None}
+    assert upload(emu).json()["code"] == "0000"  # used up
+    refused = emu.uploads[0]
+    assert refused.complete and refused.code == "0402" and refused.video_no is None
+
+
+def test_fault_http_answers_a_bare_status_times_times(emu):
+    emu.inject("list", "http", times=2, status=503)
+
+    assert [api(emu, LIST, {}).status_code for _ in range(3)] == [503, 503, 200]
+    assert [r["code"] for r in emu.requests] == ["503", "503", "0000"]
+
+
+def test_faults_are_used_in_order(emu):
+    emu.inject("delete", "http", status=502)
+    emu.inject("delete", "code", code="0429")
+
+    assert api(emu, DELETE, []).status_code == 502
+    assert api(emu, DELETE, []).json()["code"] == "0429"
+    assert api(emu, DELETE, []).json()["code"] == "0000"
+
+
+def test_fault_malformed_and_wrong_content_type(emu):
+    emu.inject("upload", "malformed")
+    emu.inject("upload", "wrong_content_type")
+
+    malformed = upload(emu)
+    assert malformed.status_code == 200 and malformed.text == "not json{"
+    assert malformed.headers["Content-Type"] == "application/json"
+    wrong = upload(emu)
+    assert wrong.headers["Content-Type"] == "text/html" and wrong.json()["code"] == "0000"
+    assert not emu.videos  # a success-looking answer that created nothing
+
+
+def test_fault_slow_answers_normally_after_a_pause(emu):
+    emu.inject("list", "slow", seconds=0.3)
+
+    began = time.monotonic()
+    assert api(emu, LIST, {}).json()["code"] == "0000"
+    assert time.monotonic() - began >= 0.3
+
+
+def test_fault_reset_breaks_the_connection(emu):
+    emu.inject("upload", "reset", bytes=1024)
+
+    with pytest.raises(requests.ConnectionError):
+        upload(emu, content=b"v" * 400_000)
+    emu.wait_for(lambda e: e.uploads[0].code is None and e.requests[0]["code"] is None
+                 and any("no answer (reset)" in line for line in e.log_lines))
+    assert emu.uploads[0].body_bytes == 1024 and not emu.uploads[0].complete
+
+
+def test_fault_timeout_before_body_times_the_client_out(emu):
+    emu.inject("upload", "timeout_before_body", seconds=2)
+
+    with pytest.raises(requests.ReadTimeout):
+        upload(emu, timeout=(2, 0.3))
+    assert emu.uploads[0].body_bytes == 0
+    assert upload(emu).json()["code"] == "0000"  # the emulator still serves others meanwhile
+
+
+def test_fault_stall_after_holds_the_request_until_released(emu):
+    stalled, release = threading.Event(), threading.Event()
+    emu.inject("upload", "stall_after", bytes=100_000, event=stalled, release=release)
+    outcome = {}
+
+    def send():
+        try:
+            outcome["response"] = upload(emu, content=b"v" * 1_000_000, timeout=10)
+        except requests.RequestException as exc:
+            outcome["error"] = exc
+
+    client = threading.Thread(target=send)
+    client.start()
+    assert stalled.wait(5)
+    assert emu.uploads[0].body_bytes >= 100_000
+    time.sleep(0.1)
+    assert not outcome  # still hanging
+    release.set()
+    client.join(5)
+    assert isinstance(outcome.get("error"), requests.ConnectionError)
+    emu.wait_for(lambda e: any("no answer (closed)" in line for line in e.log_lines))
+    assert not emu.uploads[0].complete
+
+
+def test_callback_faults(emu, receiver):
+    emu.inject("callback", "never")
+    emu.inject("callback", "other_video")
+    emu.inject("callback", "twice")
+    silent, misrouted, doubled = (upload(emu, data={"callback": receiver.url}).json()["data"]["videoNo"]
+                                  for _ in range(3))
+
+    emu.wait_for(lambda e: len(e.callbacks_sent) >= 6 and e.videos[silent].status == "PARSE", timeout=5)
+    time.sleep(0.1)
+    numbers = [item["body"]["videoNo"] for item in receiver.received]
+    assert silent not in numbers
+    assert numbers.count(doubled) == 4
+    others = [n for n in numbers if n != doubled]
+    assert len(others) == 2 and misrouted not in others and others[0] not in emu.videos
+
+
+def test_inject_refuses_unknown_faults(emu):
+    with pytest.raises(ValueError):
+        emu.inject("upload", "explode")
+    with pytest.raises(ValueError):
+        emu.inject("callback", "reset")
+    with pytest.raises(ValueError):
+        emu.inject("upload", "code")  # needs code=
+
+
+# -- control API --------------------------------------------------------------------
+
+def test_control_api_injects_faults_and_sets_status(emu, receiver):
+    r = requests.post(emu.base_url + "/_emulator/fault", timeout=5,
+                      json={"endpoint": "upload", "fault": "code", "code": "9009"})
+    assert r.json() == {"ok": True}
+    assert upload(emu).json()["code"] == "9009"
+    video_no = upload(emu, data={"callback": receiver.url}).json()["data"]["videoNo"]
+
+    r = requests.post(emu.base_url + "/_emulator/status", json={"video_no": video_no, "status": "PARSE_ERROR"},
+                      timeout=5)
+    assert r.json() == {"ok": True}
+    state = requests.get(emu.base_url + "/_emulator/state", timeout=5).json()
+    assert state["videos"][video_no]["status"] == "PARSE_ERROR"
+    assert state["videos"][video_no]["key_tail"] == "…st-1" and "key" not in state["videos"][video_no]
+    assert [u["code"] for u in state["uploads"]] == ["9009", "0000"]
+    bad = requests.post(emu.base_url + "/_emulator/fault", json={"endpoint": "upload", "fault": "nope"}, timeout=5)
+    assert bad.status_code == 400
+
+
+def test_control_api_can_be_switched_off(make_emulator):
+    emu = make_emulator(control_api=False)
+    assert requests.get(emu.base_url + "/_emulator/state", timeout=5).status_code == 404
+
+
+# -- management command ---------------------------------------------------------------
+
+def test_the_command_serves_until_sigterm():
+    if (REPO / "manage.py").exists():
+        argv = [sys.executable, "manage.py", "memories_emulator"]
+    else:  # until the project exists: just enough Django to run the command
+        argv = [sys.executable, "-c",
+                "import sys, django; from django.conf import settings; "
+                "settings.configure(INSTALLED_APPS=['uploads']); django.setup(); "
+                "from django.core.management import call_command; "
+                "call_command('memories_emulator', *sys.argv[1:])"]
+    env = {**os.environ, "MEMORIES_EMULATOR_KEYS": "sk-env-key-0001,sk-env-key-0002"}
+    proc = subprocess.Popen(argv + ["--port", "0", "--upload-interval", "60"], cwd=REPO, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        banner = proc.stdout.readline()
+        assert banner.startswith("memories.ai emulator on http://127.0.0.1:"), banner + proc.stderr.read()
+        assert "(2 keys, uploads paced every 60s)" in banner
+        base_url = banner.split()[3]
+        r = requests.post(base_url + LIST, headers={"Authorization": "sk-env-key-0002"}, json={}, timeout=5)
+        assert r.json()["code"] == "0000"
+        request_line = proc.stdout.readline()
+        assert f"POST {LIST} key=…0002 -> 0000" in request_line
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=10)
+    assert proc.returncode == 0, err
+    assert "sk-env-key" not in out + err
