@@ -144,7 +144,7 @@ STATIC_ROOT = VAR_DIR / "static"
 STATIC_ROOT.mkdir(parents=True, exist_ok=True)
 STATICFILES_DIRS = [BASE_DIR / "static"]
 MEDIA_ROOT = VAR_DIR / "media"
-MEDIA_URL = None  # stored videos are never served by the web process
+MEDIA_URL = "/media/"  # no route serves it: stored videos are never served by the web process
 
 MEMPORTAL_STORAGE = envstr("MEMPORTAL_STORAGE", "local")
 if MEMPORTAL_STORAGE == "s3":

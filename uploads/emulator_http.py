@@ -236,23 +236,25 @@ class _Handler(BaseHTTPRequestHandler):
         self.stopping = emu._stopping
         self._wall, self._t0 = time.time(), time.monotonic()
         self._sink: JsonBody | MultipartBody = JsonBody()
-        self._read, self._code, self._hung_up = 0, None, None
+        self._read = 0
         self._fault: faults.Fault | None = None
+        self._settled = False
+        self._upload: ReceivedUpload | None = None
+        self._request: dict[str, Any] | None = None
         self._length = self._content_length()
         path = urlsplit(self.path).path
         if emu.control_api and path.startswith("/_emulator/"):
-            self._serve_control(path)
+            self._serve_control(path)  # not recorded: it is the test harness talking, not the portal
             return
         endpoint = emu._routes.get(path)
         key = self.headers.get("Authorization")
-        upload = None
         if endpoint == "upload" and self.command == "POST":
-            upload = ReceivedUpload(started_at=self._wall, key_tail=key_tail(key),
-                                    headers=_redacted_headers(self.headers))
-            self._sink = MultipartBody(upload, self.headers.get("Content-Type"), emu._lock)
-        request = {"path": self.path, "method": self.command, "at": self._wall,
-                   "key_tail": key_tail(key), "code": None}
-        emu._record(upload, request)
+            self._upload = ReceivedUpload(started_at=self._wall, key_tail=key_tail(key),
+                                          headers=_redacted_headers(self.headers))
+            self._sink = MultipartBody(self._upload, self.headers.get("Content-Type"), emu._lock)
+        self._request = {"path": self.path, "method": self.command, "at": self._wall,
+                         "key_tail": key_tail(key), "code": None}
+        emu._record(self._upload, self._request)
         try:
             if endpoint is None:
                 self._drain_and_answer(404, {"error": "not found"})
@@ -261,7 +263,7 @@ class _Handler(BaseHTTPRequestHandler):
             else:
                 self._serve_api(endpoint, key)
         finally:
-            self._conclude(request, upload)
+            self._settle(None, "no answer (error)")
 
     def _serve_api(self, endpoint: str, key: str | None) -> None:
         emu = self.server.emulator
@@ -272,17 +274,16 @@ class _Handler(BaseHTTPRequestHandler):
         self._fault = emu._faults.take(endpoint)
         if self._fault is not None and faults.play(self._fault, self):
             return
-        if not emu._authorized(key):
-            # Refused on the headers alone, like the real API. The body is drained after the
-            # answer so the client reads the answer instead of a reset.
-            self.answer_json(envelope("0401"))
-            self.read_body()
-            return
+        # The key is judged on the headers alone, before the body is read. The body is still
+        # drained, so the client reads the answer instead of a reset, and the record is whole.
+        authorized = emu._authorized(key)
         self.read_body()
         if not self._body_done():
             self.hang_up()  # the client went away mid-body; nobody to answer
-            return
-        self.answer_json(emu._serve(endpoint, key, self._sink, started))
+        elif not authorized:
+            self.answer_json(envelope("0401"))
+        else:
+            self.answer_json(emu._serve(endpoint, key, self._sink, started))
 
     def _serve_control(self, path: str) -> None:
         emu = self.server.emulator
@@ -306,15 +307,22 @@ class _Handler(BaseHTTPRequestHandler):
         except (TypeError, ValueError) as exc:
             self._send(400, {"error": str(exc)})
 
-    def _conclude(self, request: dict[str, Any], upload: ReceivedUpload | None) -> None:
+    def _settle(self, code: str | None, outcome: str) -> None:
+        """Finish this request's records and log line.
+
+        Runs before the answer is written or the connection dropped, so whatever the
+        client sees, the records already show it.
+        """
+        if self._settled or self._request is None:
+            return
+        self._settled = True
         self._sink.finish(complete=self._body_done())
-        emu = self.server.emulator
+        emu, upload = self.server.emulator, self._upload
         with emu._lock:
-            request["code"] = self._code
+            self._request["code"] = code
             if upload is not None:
-                upload.code = self._code
-        answer = self._code if self._hung_up is None else f"no answer ({self._hung_up})"
-        line = f"{self.command} {self.path} key={request['key_tail'] or '-'} -> {answer}"
+                upload.code = code
+        line = f"{self.command} {self.path} key={self._request['key_tail'] or '-'} -> {outcome}"
         if upload is not None:
             line += f" file={upload.filename!r} {upload.size} bytes"
             if upload.video_no:
@@ -364,6 +372,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def answer(self, status: int, body: bytes, content_type: str, code: str,
                headers: dict[str, str] | None = None) -> None:
+        self._settle(code, code)
         if not self._body_done():
             self.close_connection = True  # unread body bytes would be taken for the next request
         try:
@@ -378,15 +387,14 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(body)
         except OSError:
             self.close_connection = True
-        self._code = code
 
     def answer_json(self, body: dict[str, Any]) -> None:
         self.answer(200, json.dumps(body).encode(), "application/json", body["code"])
 
     def hang_up(self, reset: bool = False) -> None:
         """Drop the connection without an answer; `reset` makes the client see an RST."""
+        self._settle(None, "no answer (reset)" if reset else "no answer (closed)")
         self.close_connection = True
-        self._hung_up = "reset" if reset else "closed"
         if reset:
             try:
                 # SO_LINGER with a zero timeout makes close() send RST instead of FIN.
