@@ -5,8 +5,9 @@ Owns the remote side of the portal's one integration: it accepts uploads
 remote video list, moves videos UNPARSE -> PARSE on a timeline, POSTs status
 callbacks, answers list/delete calls, and plays the faults a test injects
 (catalogue in ``uploads/emulator_faults.py``; the HTTP side is in
-``uploads/emulator_http.py``). Tests run it in-process on a loopback port; ``manage.py memories_emulator`` runs it standalone. No
-production module imports it, and it must stay importable without Django.
+``uploads/emulator_http.py``). Tests run it in-process on a loopback port;
+``manage.py memories_emulator`` runs it standalone. No production module
+imports it, and it must stay importable without Django settings.
 
 Keys are secrets even here: only "…" + their last four characters ever reach
 logs, recorded headers or the control API.

@@ -63,13 +63,11 @@ class ReceivedUpload:
     filename: str | None = None
     content_type: str | None = None
     size: int = 0  # bytes of the file part
-    sha256: str | None = None  # of the file bytes received; set when the request ends
+    sha256: str | None = None  # of the file bytes received; set once the request is settled
     complete: bool = False  # the whole body arrived
     code: str | None = None  # envelope code, HTTP status, or None when never answered
     video_no: str | None = None
     body_bytes: int = 0  # raw body bytes read so far, multipart framing included
-
-
 
 
 def _redacted_headers(headers: Any) -> dict[str, str]:

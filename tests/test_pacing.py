@@ -1,0 +1,36 @@
+"""Uploads of one team are paced; other teams do not wait for them."""
+
+import pytest
+
+from uploads.models import Video
+from uploads.tasks import relay_video
+
+from .conftest import make_video, start_worker_process, wait_until
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def test_a_teams_uploads_are_at_least_the_interval_apart(member, team, api_key, outsider, other_team,
+                                                         other_api_key, emulator):
+    emulator.upload_interval = 1.0
+    ours = [make_video(member, team, name=f"ours-{i}.mp4") for i in range(3)]
+    theirs = make_video(outsider, other_team, name="theirs.mp4")
+    for video in [*ours, theirs]:
+        relay_video.enqueue(str(video.pk), 0)
+
+    worker = start_worker_process("relay", MEMORIES_API_BASE_URL=emulator.base_url,
+                                  MEMPORTAL_UPLOAD_INTERVAL_SECONDS=1)
+    try:
+        wait_until(lambda: not Video.objects.exclude(status="processing").exists(), timeout=30,
+                   message="all four videos relayed")
+    finally:
+        worker.terminate()
+        worker.communicate(timeout=20)
+
+    ours_starts = sorted(u.started_at for u in emulator.uploads if u.filename.startswith("ours"))
+    assert len(ours_starts) == 3
+    gaps = [b - a for a, b in zip(ours_starts, ours_starts[1:])]
+    assert all(gap >= 1.0 for gap in gaps), gaps
+    assert all(u.code == "0000" for u in emulator.uploads)  # paced by us, never refused with 0429
+    theirs_start = next(u.started_at for u in emulator.uploads if u.filename == "theirs.mp4")
+    assert theirs_start - ours_starts[0] < 1.0  # the other team did not wait behind ours

@@ -1,0 +1,59 @@
+"""The API key: encrypted at rest, shown only as its last four characters, never leaked."""
+
+import logging
+
+import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.db import connection
+from django_tasks_db.models import DBTaskResult
+
+from uploads.models import ApiKey, Video
+
+from .conftest import PASSWORD, TEST_KEY, run_worker, sample
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def test_the_key_is_encrypted_at_rest(api_key):
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT secret_encrypted, last4 FROM uploads_apikey")
+        stored, last4 = cursor.fetchone()
+    assert TEST_KEY not in stored and last4 == TEST_KEY[-4:]
+    assert ApiKey.objects.get().reveal() == TEST_KEY
+    assert str(api_key) == f"Main key (…{TEST_KEY[-4:]})"
+
+
+def test_the_key_appears_in_no_page_log_emulator_log_or_task_row(client, member, team_admin, superuser,
+                                                                 api_key, emulator, settings, caplog):
+    caplog.set_level(logging.DEBUG)
+    settings.MEMPORTAL_PUBLIC_URL = "http://127.0.0.1:9"  # callbacks go nowhere; that is logged too
+    bodies = []
+    client.login(username=member.username, password=PASSWORD)
+    response = client.post("/videos/upload/", {"files": [SimpleUploadedFile(
+        "a.mp4", sample("sample-h264-aac.mp4").read_bytes())]}, follow=True)
+    bodies.append(response.content)
+    run_worker("relay")
+    emulator.inject("upload", "code", code="0401", msg="bad key")
+    client.post("/videos/upload/", {"files": [SimpleUploadedFile(
+        "b.mp4", sample("sample-h264-aac.mp4").read_bytes())]})
+    run_worker("relay")  # marks the key failing: its reason must not hold the key either
+    for video in Video.objects.all():
+        bodies.append(client.get(f"/videos/{video.pk}/").content)
+    bodies.append(client.get("/videos/").content)
+    bodies.append(client.get("/videos/upload/").content)
+    for user in (team_admin, superuser):
+        client.force_login(user)
+        for path in ["/admin/", "/admin/uploads/apikey/", f"/admin/uploads/apikey/{api_key.pk}/change/",
+                     f"/admin/uploads/apikey/{api_key.pk}/history/", "/admin/uploads/video/",
+                     "/admin/uploads/team/", "/admin/django_tasks_database/dbtaskresult/"]:
+            response = client.get(path)
+            assert response.status_code in (200, 403), path
+            bodies.append(response.content)
+
+    assert all(TEST_KEY.encode() not in body for body in bodies)
+    assert TEST_KEY not in caplog.text
+    assert all(TEST_KEY not in line for line in emulator.log_lines)
+    for task in DBTaskResult.objects.all():
+        assert TEST_KEY not in repr((task.args_kwargs, task.return_value, task.exception_class_path,
+                                     task.traceback))
+    assert ApiKey.objects.get().is_failing
