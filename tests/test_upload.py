@@ -54,10 +54,10 @@ def test_it_accepts_an_uppercase_extension(client, member, api_key):
 
 @pytest.mark.parametrize("name, content, reason", [
     ("notes.txt", b"hello", "only .mp4, .mov, .mkv and .avi videos are accepted"),
-    ("picture.mp4", (sample("not-a-video.mp4")).read_bytes(), "its content is not a MP4 video"),
+    ("picture.mp4", (sample("not-a-video.mp4")).read_bytes(), "its content is not an MP4 video"),
     ("empty.mov", b"", "the file is empty"),
     ("renamed.mkv", sample("sample-h264-aac.mp4").read_bytes(), "its content is not a Matroska (MKV) video"),
-    ("renamed.avi", sample("sample-vp9-opus.mkv").read_bytes(), "its content is not a AVI video"),
+    ("renamed.avi", sample("sample-vp9-opus.mkv").read_bytes(), "its content is not an AVI video"),
 ])
 def test_it_refuses_a_bad_file_and_says_why(client, member, api_key, name, content, reason):
     response = post_upload(client, member, [upload_file(name, content)])

@@ -188,7 +188,8 @@ class MemoriesEmulator:
     @property
     def uploads(self) -> list[ReceivedUpload]:
         with self._lock:
-            return [dataclasses.replace(u, headers=dict(u.headers), fields=dict(u.fields)) for u in self._uploads]
+            return [dataclasses.replace(u, headers=dict(u.headers), fields=dict(u.fields))
+                    for u in self._uploads]
 
     @property
     def videos(self) -> dict[str, RemoteVideo]:
@@ -245,7 +246,8 @@ class MemoriesEmulator:
         if record.filename is None:
             return envelope("0003", msg="file is required")
         name, ext = os.path.splitext(os.path.basename(record.filename.replace("\\", "/")))
-        if not (record.content_type or "").lower().startswith("video/") or ext.lower() not in VIDEO_EXTENSIONS:
+        is_video = (record.content_type or "").lower().startswith("video/")
+        if not is_video or ext.lower() not in VIDEO_EXTENSIONS:
             return envelope("0001", msg="file type not supported")
         now = self._clock()
         with self._lock:
@@ -374,12 +376,14 @@ class MemoriesEmulator:
         for _ in range(copies):
             sent = {"url": url, "body": dict(body), "status_code": None, "error": None, "at": time.time()}
             try:
-                sent["status_code"] = requests.post(url, json=body, timeout=CALLBACK_TIMEOUT).status_code
+                response = requests.post(url, json=body, timeout=CALLBACK_TIMEOUT)
+                sent["status_code"] = outcome = response.status_code
             except requests.RequestException as exc:
                 sent["error"] = f"{type(exc).__name__}: {exc}"
+                # Only the error's type in the log: requests repeats the URL, and with it the secret.
+                outcome = type(exc).__name__
             with self._lock:
                 self._callbacks.append(sent)
-            outcome = sent["status_code"] or sent["error"]
             self._log(f"callback {body['status']} {body['videoNo']} -> {_redact_url(url)}: {outcome}")
 
     # -- bookkeeping -------------------------------------------------------

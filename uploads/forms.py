@@ -7,10 +7,10 @@ from django import forms
 # Extension -> (container name, content type sent to memories.ai). The browser's content type
 # is not trusted: it is derived from the checked extension.
 CONTAINERS = {
-    ".mp4": ("MP4", "video/mp4"),
-    ".mov": ("QuickTime (MOV)", "video/quicktime"),
-    ".mkv": ("Matroska (MKV)", "video/x-matroska"),
-    ".avi": ("AVI", "video/x-msvideo"),
+    ".mp4": ("an MP4 video", "video/mp4"),
+    ".mov": ("a QuickTime (MOV) video", "video/quicktime"),
+    ".mkv": ("a Matroska (MKV) video", "video/x-matroska"),
+    ".avi": ("an AVI video", "video/x-msvideo"),
 }
 EBML_MAGIC = b"\x1a\x45\xdf\xa3"
 # Old QuickTime files may open with one of these atoms instead of `ftyp`.
@@ -40,7 +40,7 @@ def refusal_reason(uploaded) -> str | None:
     head = uploaded.read(16)
     uploaded.seek(0)
     if not container_matches(extension, head):
-        return f"its content is not a {CONTAINERS[extension][0]} video, whatever its name says"
+        return f"its content is not {CONTAINERS[extension][0]}, whatever its name says"
     return None
 
 

@@ -60,9 +60,9 @@ class Command(BaseCommand):
             emulator.start()
         except OSError as exc:
             raise CommandError(f"cannot listen on {options['host']}:{options['port']}: {exc}") from exc
-        interval = options["upload_interval"]
+        keys_shown = f"{len(keys)} key" + ("" if len(keys) == 1 else "s")
         self.stdout.write(f"memories.ai emulator on {emulator.base_url} "
-                          f"({len(keys)} key{'s' if len(keys) != 1 else ''}, uploads paced every {interval:g}s)")
+                          f"({keys_shown}, uploads paced every {options['upload_interval']:g}s)")
         self.stdout.flush()
         stop.wait()
         emulator.stop()

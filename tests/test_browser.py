@@ -1,0 +1,67 @@
+"""In a real browser: sign in, upload through the form, see the video on the list become ready."""
+
+import pytest
+
+from uploads.models import Video
+
+from .browser import browser_page, sign_in  # noqa: F401  (fixture)
+from .conftest import PASSWORD, ROOT, sample, start_worker_process, wait_until
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+SCREENSHOTS = ROOT / "docs" / "screenshots"
+
+
+def shot(page, name):
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
+
+
+def test_sign_in_upload_and_watch_it_become_ready(browser_page, live_server, member, team, api_key, emulator,
+                                                  settings):
+    page = browser_page
+    settings.MEMPORTAL_PUBLIC_URL = live_server.url
+    sign_in(page, live_server.url, member.username, PASSWORD)
+    page.wait_for_url(f"{live_server.url}/videos/")
+    assert "No videos yet" in page.content()
+
+    page.click("text=Upload videos")
+    page.set_input_files("#id_files", [str(sample("sample-h264-aac.mp4")), str(sample("not-a-video.mp4"))])
+    page.fill("#id_title", "All-hands")
+    shot(page, "upload-form")
+    page.click("button:has-text('Upload')")
+    page.wait_for_url(f"{live_server.url}/videos/")
+    text = page.inner_text("main")
+    assert "1 video stored and queued for memories.ai." in text
+    assert "“not-a-video.mp4” was not accepted: its content is not an MP4 video" in text
+    row = page.locator("tr[data-video-id]")
+    assert row.count() == 1 and "All-hands (1)" in row.inner_text() and "Queued" in row.inner_text()
+
+    worker = start_worker_process("relay", MEMORIES_API_BASE_URL=emulator.base_url,
+                                  MEMPORTAL_PUBLIC_URL=live_server.url, MEMPORTAL_UPLOAD_INTERVAL_SECONDS=0)
+    try:
+        wait_until(lambda: Video.objects.get().status == "ready", timeout=20, message="ready")
+    finally:
+        worker.terminate()
+        worker.communicate(timeout=20)
+    # The list updates itself (static/memportal/live.js), no reload needed.
+    page.locator("tr[data-video-id] .status-ready").wait_for(timeout=10_000)
+    shot(page, "my-videos")
+    page.click("text=All-hands (1)")
+    assert "Timeline" in page.content() and "memories.ai accepted it as" in page.inner_text("main")
+    shot(page, "video-page")
+
+
+def test_sign_out_and_change_password(browser_page, live_server, member):
+    page = browser_page
+    sign_in(page, live_server.url, member.username, PASSWORD)
+    page.click("text=Change password")
+    page.fill("#id_old_password", PASSWORD)
+    page.fill("#id_new_password1", "another-long-password-77")
+    page.fill("#id_new_password2", "another-long-password-77")
+    page.click("button:has-text('Change my password')")
+    assert "Your password was changed" in page.inner_text("main")
+    page.click("text=Sign out")
+    page.wait_for_url(f"{live_server.url}/accounts/login/")
+    sign_in(page, live_server.url, member.username, "another-long-password-77")
+    page.wait_for_url(f"{live_server.url}/videos/")
+
