@@ -50,13 +50,15 @@ SCHEDULER_TICK = 0.02  # polled, not slept until due: the clock may be a fake th
 
 @dataclass
 class RemoteVideo:
+    """A video as memories.ai holds it for one account (key)."""
+
     video_no: str
     video_name: str
     status: str
     size: int
     create_time: int  # ms since the epoch
     callback: str | None
-    key: str = field(repr=False)
+    key: str = field(repr=False)  # the raw key: kept in memory only, never shown
     deleted: bool = False
     client_id: str = ""
 
