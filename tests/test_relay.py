@@ -187,3 +187,17 @@ def test_a_cancelled_video_is_not_sent(queued, emulator, member):
     assert emulator.uploads == []
     queued.refresh_from_db()
     assert queued.status == "cancelled"
+
+
+def test_the_list_says_when_a_queued_video_goes_next(queued, emulator, client, member, api_key):
+    emulator.inject("upload", "http", status=503)
+    run_worker()
+    client.force_login(member)
+    queued.refresh_from_db()
+    expected = f"next attempt {timezone.localtime(queued.next_attempt_at):%H:%M:%S}"
+    assert expected in client.get("/videos/").content.decode()
+    states = client.get("/videos/states/", {"id": str(queued.pk)}).json()["videos"]
+    assert states[str(queued.pk)] == {"status": "queued", "label": "Queued", "next_attempt": expected}
+
+    api_key.mark_failing("memories.ai refused the team's API key (code 0401)")
+    assert "waiting for a working API key" in client.get("/videos/").content.decode()

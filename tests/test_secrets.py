@@ -57,3 +57,44 @@ def test_the_key_appears_in_no_page_log_emulator_log_or_task_row(client, member,
         assert TEST_KEY not in repr((task.args_kwargs, task.return_value, task.exception_class_path,
                                      task.traceback))
     assert ApiKey.objects.get().is_failing
+
+
+def test_callback_tokens_stay_out_of_the_logs(member, team):
+    import io
+
+    from django.test import Client
+
+    from memportal.logs import RedactingFilter
+
+    from .conftest import make_video
+
+    # The console handler settings.LOGGING installed, writing into a buffer for this test.
+    console = next(h for h in logging.getLogger().handlers
+                   if any(isinstance(f, RedactingFilter) for f in h.filters))
+    buffer = io.StringIO()
+    old_stream = console.setStream(buffer)
+    try:
+        video = make_video(member, team, status=Video.Status.PROCESSING, video_no="VI1")
+        response = Client().post(video.callback_path, data=b"{oops", content_type="application/json")
+    finally:
+        console.setStream(old_stream)
+    assert response.status_code == 400
+    err = buffer.getvalue()
+    assert "Bad Request: /callbacks/memories/…" in err
+    assert video.callback_token not in err
+
+
+def test_the_gunicorn_access_log_redacts_callback_tokens():
+    from datetime import timedelta
+    from types import SimpleNamespace
+
+    from gunicorn.config import Config
+
+    from memportal.logs import GunicornLogger
+
+    environ = {"REQUEST_METHOD": "POST", "RAW_URI": "/callbacks/memories/s3cr3t-token/",
+               "PATH_INFO": "/callbacks/memories/s3cr3t-token/", "SERVER_PROTOCOL": "HTTP/1.1"}
+    atoms = GunicornLogger(Config()).atoms(SimpleNamespace(status="200 OK", sent=10, headers=[]),
+                                           SimpleNamespace(headers=[]), environ, timedelta(seconds=0))
+    assert "s3cr3t-token" not in repr(atoms)
+    assert atoms["r"] == "POST /callbacks/memories/…/ HTTP/1.1"

@@ -244,6 +244,17 @@ class Video(models.Model):
 
         return reverse("memories-callback", args=[self.callback_token])
 
+    def next_attempt(self):
+        """For a queued video: when the relay will try it next, or why it waits."""
+        if self.status != self.Status.QUEUED:
+            return ""
+        if self.team.usable_key() is None:
+            return "waiting for a working API key"
+        times = [t for t in (self.next_attempt_at, self.team.next_upload_at) if t and t > timezone.now()]
+        if not times:
+            return "next attempt: now"
+        return f"next attempt {timezone.localtime(max(times)):%H:%M:%S}"
+
     def callback_url(self):
         if not settings.MEMPORTAL_PUBLIC_URL:
             return None

@@ -48,10 +48,9 @@ def video_states(request):
         ids = [uuid.UUID(value) for value in request.GET.getlist("id")[:500]]
     except ValueError:
         raise Http404 from None
-    videos = Video.objects.visible_to(request.user).filter(pk__in=ids)
+    videos = Video.objects.visible_to(request.user).filter(pk__in=ids).select_related("team")
     return JsonResponse({"videos": {
-        str(v.pk): {"status": v.status, "label": v.get_status_display(),
-                    "next_attempt_at": v.next_attempt_at.isoformat() if v.next_attempt_at else None}
+        str(v.pk): {"status": v.status, "label": v.get_status_display(), "next_attempt": v.next_attempt()}
         for v in videos
     }})
 

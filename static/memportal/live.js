@@ -28,10 +28,7 @@
           badge.className = "status status-" + state.status;
           badge.textContent = state.label;
           var next = row.querySelector("[data-next-attempt]");
-          if (next) {
-            next.textContent = state.status === "queued" && state.next_attempt_at
-              ? "next attempt " + new Date(state.next_attempt_at).toLocaleTimeString() : "";
-          }
+          if (next) { next.textContent = state.next_attempt; }
         });
       })
       .catch(function () { /* offline for a moment: try again at the next tick */ })

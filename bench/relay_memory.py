@@ -1,0 +1,257 @@
+"""Relay memory and throughput: uploads.memories.upload() against `curl -F`, same sink, same run.
+
+    .venv/bin/python bench/relay_memory.py [--size-mib 1024] [--runs 3] [--naive] [--write-docs]
+
+A file of --size-mib random bytes (under var/bench/, deleted at the end) is sent to the project's
+memories.ai emulator (`manage.py memories_emulator`, its own process, so its parsing does not
+count against the relay) --runs times by a relaying process and by curl, alternately. After each
+upload the sink's /_emulator/state must show the file's size and sha256.
+
+The relaying process is a fresh Python child per run: it sets up Django, makes one list_videos
+call (so lazy imports inside requests are done, as in a worker that has talked to memories.ai
+before), opens the file with open(path, "rb"), resets its peak RSS (`5` into
+/proc/self/clear_refs), reads VmRSS as idle, calls upload(), then reads VmHWM (the kernel's exact
+peak, no sampling) as peak. Throughput is payload bytes over the wall time of the upload() call
+and of curl's whole transfer (curl's own time_total). CPU is user+system seconds of the relay
+process during upload() and of the curl process.
+
+Targets (the issue): peak RSS within 64 MiB of idle, and relay throughput at least 80% of curl's.
+--naive adds one run of requests.post(files=...), which reads the whole file into memory.
+"""
+
+import argparse
+import hashlib
+import json
+import os
+import platform
+import re
+import resource
+import statistics
+import subprocess
+import sys
+import time
+import urllib.request
+from datetime import UTC, datetime
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCH_DIR = ROOT / "var" / "bench"
+DOCS = ROOT / "docs" / "benchmarks.md"
+START, END = "<!-- relay_memory:start -->", "<!-- relay_memory:end -->"
+KEY = "bench-relay-key-0001"
+UPLOAD_PATH = "/serve/api/video/upload"
+MIB = 1024 * 1024
+RSS_BUDGET_MIB = 64
+MIN_RATIO = 0.8
+
+
+def proc_status_kib(field: str) -> int:
+    return int(re.search(rf"^{field}:\s+(\d+) kB", Path("/proc/self/status").read_text(), re.M).group(1))
+
+
+def child(spec: dict) -> None:
+    """Runs in the relaying process: one upload, one JSON line on stdout."""
+    import gc
+
+    import django
+    django.setup()
+    import requests
+    from uploads import memories
+
+    memories.list_videos(KEY)
+    size = os.path.getsize(spec["path"])
+    with open(spec["path"], "rb") as fileobj:
+        gc.collect()
+        Path("/proc/self/clear_refs").write_text("5")  # VmHWM := VmRSS from here on
+        idle = proc_status_kib("VmRSS")
+        cpu0, t0 = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
+        if spec["mode"] == "relay":
+            memories.upload(KEY, fileobj, size=size, filename="bench.mp4", content_type="video/mp4",
+                            callback_url=None)
+        else:  # naive: requests builds the whole multipart body in memory
+            answer = requests.post(spec["url"], headers={"Authorization": KEY}, timeout=(10, 600),
+                                   files={"file": ("bench.mp4", fileobj, "video/mp4")})
+            assert answer.json()["code"] == "0000", answer.text
+        seconds, cpu1 = time.perf_counter() - t0, resource.getrusage(resource.RUSAGE_SELF)
+    print(json.dumps({"idle_kib": idle, "peak_kib": proc_status_kib("VmHWM"), "seconds": seconds,
+                      "cpu": cpu1.ru_utime + cpu1.ru_stime - cpu0.ru_utime - cpu0.ru_stime,
+                      "maxrss_kib": cpu1.ru_maxrss, "bytes": size}))
+
+
+def django_env(base_url: str) -> dict:
+    from cryptography.fernet import Fernet
+    return {**os.environ, "DJANGO_SETTINGS_MODULE": "memportal.settings", "DJANGO_DEBUG": "true",
+            "MEMPORTAL_FERNET_KEYS": Fernet.generate_key().decode(), "MEMPORTAL_VAR_DIR": str(BENCH_DIR),
+            "MEMORIES_API_BASE_URL": base_url, "MEMORIES_UPLOAD_PATH": UPLOAD_PATH,
+            "MEMORIES_EMULATOR_KEYS": KEY, "MEMPORTAL_LOG_LEVEL": "WARNING", "PYTHONPATH": str(ROOT)}
+
+
+def make_file(size_mib: int) -> tuple[Path, str]:
+    path, digest = BENCH_DIR / f"relay-{os.getpid()}.mp4", hashlib.sha256()
+    with open(path, "wb") as out:
+        for _ in range(size_mib // 4):
+            chunk = os.urandom(4 * MIB)
+            digest.update(chunk)
+            out.write(chunk)
+    return path, digest.hexdigest()
+
+
+class Sink:
+    """`manage.py memories_emulator` on a free loopback port, in its own process."""
+
+    def __init__(self):
+        self.log = BENCH_DIR / f"sink-{os.getpid()}.log"
+        self.env = django_env("http://127.0.0.1:9")
+        with open(self.log, "w") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "manage.py", "memories_emulator", "--port", "0", "--upload-interval", "0",
+                 "--no-callbacks"], cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 30
+        while not (found := re.search(r"emulator on (http://\S+)", self.log.read_text())):
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"the sink did not start:\n{self.log.read_text()}")
+            time.sleep(0.1)
+        self.base_url = found.group(1)
+        self.env["MEMORIES_API_BASE_URL"] = self.base_url
+
+    def check_last_upload(self, size: int, sha256: str) -> None:
+        with urllib.request.urlopen(self.base_url + "/_emulator/state", timeout=30) as answer:
+            last = json.load(answer)["uploads"][-1]
+        if (last["size"], last["sha256"], last["code"]) != (size, sha256, "0000"):
+            raise RuntimeError(f"the sink got something else: {last}")
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(timeout=30)
+        self.log.unlink()
+
+
+def run_relay(sink: Sink, path: Path, mode: str) -> dict:
+    spec = json.dumps({"mode": mode, "path": str(path), "url": sink.base_url + UPLOAD_PATH})
+    done = subprocess.run([sys.executable, __file__, "--child", spec], cwd=ROOT, env=sink.env,
+                          capture_output=True, text=True, check=True)
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def run_curl(sink: Sink, path: Path) -> dict:
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    done = subprocess.run(["curl", "-sS", "-F", f"file=@{path};type=video/mp4", "-H", f"Authorization: {KEY}",
+                           "-w", "\n%{time_total}", sink.base_url + UPLOAD_PATH],
+                          capture_output=True, text=True, check=True)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    body, seconds = done.stdout.rsplit("\n", 1)
+    if json.loads(body)["code"] != "0000":
+        raise RuntimeError(f"curl's upload was refused: {body}")
+    return {"seconds": float(seconds), "bytes": path.stat().st_size,
+            "cpu": after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime}
+
+
+def mib_s(run: dict) -> float:
+    return run["bytes"] / MIB / run["seconds"]
+
+
+def cpu_per_gib(runs: list[dict]) -> float:
+    return statistics.median(r["cpu"] / (r["bytes"] / 1024 / MIB) for r in runs)
+
+
+def report(relay: list[dict], curl: list[dict], naive: dict | None) -> tuple[str, bool]:
+    """Markdown tables of the figures, and whether both targets pass."""
+    relay_rate, curl_rate = (statistics.median(mib_s(r) for r in runs) for runs in (relay, curl))
+    over = max(r["peak_kib"] - r["idle_kib"] for r in relay) / 1024
+    ratio = relay_rate / curl_rate
+    ok_rss, ok_rate = over <= RSS_BUDGET_MIB, ratio >= MIN_RATIO
+    rates = [", ".join(f"{mib_s(r):.0f}" for r in runs) for runs in (relay, curl)]
+    lines = [
+        "| | relay: `uploads.memories.upload()` | `curl -F` |",
+        "|---|---|---|",
+        f"| throughput per run (MiB/s) | {rates[0]} | {rates[1]} |",
+        f"| median throughput (MiB/s) | {relay_rate:.0f} | {curl_rate:.0f} |",
+        f"| CPU per GiB sent (s, median) | {cpu_per_gib(relay):.2f} | {cpu_per_gib(curl):.2f} |",
+        f"| idle RSS (MiB, median) | {statistics.median(r['idle_kib'] for r in relay) / 1024:.1f} | |",
+        f"| peak RSS − idle RSS (MiB, worst run) | {over:.1f} | |",
+    ]
+    if naive:
+        lines.append(f"| for contrast: `requests.post(files=...)` | {mib_s(naive):.0f} MiB/s, peak RSS − idle "
+                     f"{(naive['peak_kib'] - naive['idle_kib']) / 1024:.0f} MiB | |")
+    lines += [
+        "", "| target | measured | result |", "|---|---|---|",
+        f"| peak RSS ≤ idle + {RSS_BUDGET_MIB} MiB | +{over:.1f} MiB | {'PASS' if ok_rss else 'FAIL'} |",
+        f"| relay throughput ≥ {MIN_RATIO:.0%} of curl's | {ratio:.0%} | {'PASS' if ok_rate else 'FAIL'} |",
+    ]
+    return "\n".join(lines), ok_rss and ok_rate
+
+
+def machine() -> str:
+    mem_kib = int(re.search(r"MemTotal:\s+(\d+)", Path("/proc/meminfo").read_text()).group(1))
+    curl = subprocess.run(["curl", "--version"], capture_output=True, text=True).stdout.split()[1]
+    return (f"{os.cpu_count()} CPUs, {mem_kib / MIB:.0f} GiB RAM, Linux {platform.release()}, "
+            f"Python {platform.python_version()}, curl {curl}")
+
+
+def write_docs(args, tables: str) -> None:
+    command = f".venv/bin/python bench/relay_memory.py --size-mib {args.size_mib} --runs {args.runs}"
+    section = "\n".join([
+        START, "## Relay memory and throughput (bench/relay_memory.py)", "",
+        f"Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {machine()}, with `{command}`"
+        f"{' --naive' if args.naive else ''}.", "",
+        tables, "",
+        f"What is measured: a {args.size_mib} MiB file of random bytes (in the page cache) is sent {args.runs} "
+        "times by `uploads.memories.upload()` and by `curl -F`, alternately, to the project's memories.ai "
+        "emulator on 127.0.0.1 (`manage.py memories_emulator`, a separate process; it parses and hashes "
+        "the multipart body, and every upload is checked against the file's size and sha256).",
+        "Each relay run is a fresh Python process with Django set up and one list_videos call made; "
+        "right before `upload()` it resets its peak RSS (`5` into `/proc/self/clear_refs`) and reads "
+        "VmRSS (idle), and after it reads VmHWM, the kernel's exact peak (not a sampled value). "
+        "Throughput is payload bytes over the wall time of `upload()` and over curl's `time_total`; "
+        "CPU is user+system time of the relay process during `upload()`, and of the whole curl process.",
+        "Both clients share the sink and the machine's cores, so the sink's own parsing limits both.",
+        END,
+    ])
+    text = DOCS.read_text() if DOCS.exists() else "# Benchmarks\n"
+    if START in text and END in text:
+        text = text[:text.index(START)] + section + text[text.index(END) + len(END):]
+    else:
+        text = text.rstrip("\n") + "\n\n" + section + "\n"
+    DOCS.write_text(text)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--size-mib", type=int, default=1024, help="file size, a multiple of 4 (default 1024)")
+    parser.add_argument("--runs", type=int, default=3, help="uploads per client (default 3)")
+    parser.add_argument("--naive", action="store_true", help="also one requests.post(files=...) run")
+    parser.add_argument("--write-docs", action="store_true", help=f"update this section of {DOCS.name}")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        child(json.loads(args.child))
+        return 0
+    if subprocess.run(["which", "curl"], capture_output=True).returncode:
+        sys.exit("curl is needed: apt-get install curl")
+    BENCH_DIR.mkdir(parents=True, exist_ok=True)
+    path, sha256 = make_file(args.size_mib)
+    sink = Sink()
+    try:
+        relay, curl = [], []
+        for run in range(1, args.runs + 1):
+            for name, runs, measure in (("relay", relay, lambda: run_relay(sink, path, "relay")),
+                                        ("curl", curl, lambda: run_curl(sink, path))):
+                runs.append(measure())
+                sink.check_last_upload(path.stat().st_size, sha256)
+                print(f"run {run} {name}: {mib_s(runs[-1]):.0f} MiB/s", file=sys.stderr)
+        naive = run_relay(sink, path, "naive") if args.naive else None
+        if naive:
+            sink.check_last_upload(path.stat().st_size, sha256)
+    finally:
+        sink.stop()
+        path.unlink()
+    tables, ok = report(relay, curl, naive)
+    print(tables)
+    if args.write_docs:
+        write_docs(args, tables)
+        print(f"\nwrote {DOCS.relative_to(ROOT)}")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
