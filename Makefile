@@ -74,7 +74,7 @@ run: migrate
 	@$(LOAD_SECRETS) && env $(LOCAL_ENV) $(PY) manage.py reconcile --stale-after 0
 	@$(LOAD_SECRETS) && env $(LOCAL_ENV) honcho start web worker-relay worker clock
 
-test: $(VENV)/.installed-test
+test: $(VENV)/.installed-test var/secrets.env
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 clean:

@@ -15,6 +15,20 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(os.environ.get("MEMPORTAL_VAR_DIR", BASE_DIR / "var"))
 
 
+def load_local_env(path):
+    """Defaults from var/secrets.env (written once by the Makefile), so `manage.py` works on a
+    developer's machine without sourcing it. The real environment always wins."""
+    if not path.is_file():
+        return
+    for line in path.read_text().splitlines():
+        name, sep, value = line.partition("=")
+        if sep and name.strip() and not name.lstrip().startswith("#"):
+            os.environ.setdefault(name.strip(), value.strip())
+
+
+load_local_env(VAR_DIR / "secrets.env")
+
+
 def envstr(name, default=""):
     return os.environ.get(name, default)
 
