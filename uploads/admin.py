@@ -154,6 +154,10 @@ class MembershipAdmin(TeamScopedAdmin):
     list_filter = ["role"]
     search_fields = ["user__username", "user__first_name", "user__last_name", "user__email"]
 
+    def get_readonly_fields(self, request, obj=None):
+        # Moving a membership to another team is a removal plus an addition: do those.
+        return ["team"] if obj else []
+
     def get_list_filter(self, request):
         return ["role", TeamListFilter] if request.user.is_superuser else ["role"]
 
@@ -217,6 +221,9 @@ class ApiKeyAdmin(TeamScopedAdmin):
     def get_fields(self, request, obj=None):
         fields = ["team", "label", "secret", "is_active"]
         return fields + self.readonly_fields if obj else fields
+
+    def get_readonly_fields(self, request, obj=None):
+        return ["team", *self.readonly_fields] if obj else []
 
     @admin.display(description="key")
     def masked_key(self, key):

@@ -38,8 +38,11 @@ def sync_team_admin_access(user_id):
         if not user.is_staff:
             user.is_staff = True
             user.save(update_fields=["is_staff"])
-    else:
+    elif user.groups.filter(pk=group.pk).exists():
+        # Take back only what the team-admin role gave: someone a superuser made staff for
+        # another reason (other groups or permissions) keeps their staff status.
         user.groups.remove(group)
-        if user.is_staff and not user.is_superuser:
+        granted_otherwise = user.is_superuser or user.groups.exists() or user.user_permissions.exists()
+        if user.is_staff and not granted_otherwise:
             user.is_staff = False
             user.save(update_fields=["is_staff"])

@@ -1,0 +1,17 @@
+"""Admin template helpers: the failing-key banner shown to team admins."""
+
+from django import template
+
+from uploads.models import ApiKey, Team
+
+register = template.Library()
+
+
+@register.simple_tag(takes_context=True)
+def failing_keys(context):
+    """Failing active keys of the teams the signed-in user administers."""
+    request = context.get("request")
+    if request is None:
+        return ApiKey.objects.none()
+    return ApiKey.objects.filter(is_active=True, failing_since__isnull=False,
+                                 team__in=Team.objects.administered_by(request.user)).select_related("team")
