@@ -49,7 +49,9 @@ class TeamScopedAdmin(admin.ModelAdmin):
 
     def formfield_for_foreignkey(self, db_field, request, **kwargs):
         if db_field.related_model is Team and not request.user.is_superuser:
-            kwargs["queryset"] = self.administered_teams(request)
+            kwargs["queryset"] = teams = self.administered_teams(request)
+            if len(teams) == 1:
+                kwargs["empty_label"] = None  # one team: it is the choice
         return super().formfield_for_foreignkey(db_field, request, **kwargs)
 
 

@@ -118,6 +118,11 @@ class ApiKey(models.Model):
     def is_failing(self):
         return self.failing_since is not None
 
+    def validate_constraints(self, exclude=None):
+        # The one-active-key constraint is met by save() itself (it deactivates the others), so
+        # a form that activates a second key is not an error.
+        super().validate_constraints(exclude={*(exclude or ()), "team"})
+
     def save(self, *args, **kwargs):
         # One active key per team: activating this key deactivates the others in the same
         # transaction, and a usable key lets the team's waiting videos move again.
