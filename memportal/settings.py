@@ -129,6 +129,9 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"]["CONN_MAX_AGE"] = 0
     # Tests that run a real worker process need the test database in a file, not in memory.
     DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test-memportal.sqlite3")}
+if envstr("MEMPORTAL_TEST_DB_NAME"):
+    # Set by tests/testenv.py, so two test runs on one machine never share a database.
+    DATABASES["default"]["TEST"] = {"NAME": envstr("MEMPORTAL_TEST_DB_NAME")}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 TASKS = {
@@ -218,6 +221,7 @@ MEMPORTAL_RETRY_BASE_SECONDS = envint("MEMPORTAL_RETRY_BASE_SECONDS", 30)
 MEMPORTAL_STATUS_FIRST_CHECK_SECONDS = envint("MEMPORTAL_STATUS_FIRST_CHECK_SECONDS", 15)
 MEMPORTAL_STATUS_MAX_INTERVAL_SECONDS = envint("MEMPORTAL_STATUS_MAX_INTERVAL_SECONDS", 900)
 MEMPORTAL_STATUS_MAX_AGE = envint("MEMPORTAL_STATUS_MAX_AGE", 48 * 3600)
+MEMPORTAL_RETENTION_DAYS = envint("MEMPORTAL_RETENTION_DAYS", 7)
 MEMPORTAL_HEARTBEAT_STALE_SECONDS = envint("MEMPORTAL_HEARTBEAT_STALE_SECONDS", 300)
 MEMPORTAL_CALLBACK_MAX_BYTES = 64 * 1024
 MEMPORTAL_FERNET_KEYS = envlist("MEMPORTAL_FERNET_KEYS")

@@ -18,6 +18,7 @@ urlpatterns = [
     path("videos/<uuid:video_id>/", views.video_detail, name="video-detail"),
     path("videos/<uuid:video_id>/retry/", views.video_retry, name="video-retry"),
     path("videos/<uuid:video_id>/cancel/", views.video_cancel, name="video-cancel"),
+    path("videos/<uuid:video_id>/delete/", views.video_delete, name="video-delete"),
     path("videos/<uuid:video_id>/check/", views.video_check_now, name="video-check"),
     path("callbacks/memories/<str:token>/", login_not_required(callbacks.memories_callback),
          name="memories-callback"),

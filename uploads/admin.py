@@ -12,9 +12,11 @@ from django.contrib.auth import get_user_model
 from django.utils import timezone
 from django.utils.html import format_html
 
-from . import memories
+from . import lifecycle, memories, removal
 from .crypto import ApiKeyDecryptionError
 from .models import ApiKey, CallbackRecord, Membership, Team, Video, VideoEvent
+
+Source = VideoEvent.Source
 
 
 class TeamScopedAdmin(admin.ModelAdmin):
@@ -299,14 +301,40 @@ class VideoEventInline(admin.TabularInline):
         return False
 
 
+class ManageVideosMixin:
+    """Actions a team admin runs on many of the team's videos at once (scoped like every row)."""
+
+    def has_manage_permission(self, request):
+        return request.user.is_superuser or Team.objects.administered_by(request.user).exists()
+
+
 @admin.register(Video)
-class VideoAdmin(ReadOnlyAdmin):
+class VideoAdmin(ManageVideosMixin, ReadOnlyAdmin):
     list_display = ["display_name", "team", "owner", "status", "remote_status", "video_no", "size", "created_at"]
     list_filter = ["status", ScopedOwnerFilter, "created_at"]
     search_fields = ["title", "original_name", "video_no"]
     date_hierarchy = "created_at"
     inlines = [VideoEventInline]
     exclude = ["callback_token", "callback_digest"]
+    actions = ["retry_videos", "cancel_videos", "delete_videos"]
+
+    def has_delete_permission(self, request, obj=None):
+        return False  # videos are soft-deleted by the "Delete" action, never removed from the database
+
+    @admin.action(description="Retry (failed or rejected videos)", permissions=["manage"])
+    def retry_videos(self, request, queryset):
+        done = sum(lifecycle.retry(pk, request.user, Source.ADMIN) for pk in queryset.values_list("pk", flat=True))
+        self.message_user(request, f"{done} of {queryset.count()} video(s) queued again.")
+
+    @admin.action(description="Cancel (queued videos)", permissions=["manage"])
+    def cancel_videos(self, request, queryset):
+        done = sum(lifecycle.cancel(pk, request.user, Source.ADMIN) for pk in queryset.values_list("pk", flat=True))
+        self.message_user(request, f"{done} of {queryset.count()} video(s) cancelled.")
+
+    @admin.action(description="Delete (here and at memories.ai)", permissions=["manage"])
+    def delete_videos(self, request, queryset):
+        deleted = removal.delete_videos(list(queryset.values_list("pk", flat=True)), request.user, Source.ADMIN)
+        self.message_user(request, f"{len(deleted)} video(s) deleted; memories.ai is asked to delete its copies.")
 
     def get_queryset(self, request):
         return super().get_queryset(request).filter(deleted_at__isnull=True).select_related("team", "owner")
@@ -325,11 +353,19 @@ class VideoEventAdmin(ReadOnlyAdmin):
 
 
 @admin.register(CallbackRecord)
-class CallbackRecordAdmin(ReadOnlyAdmin):
+class CallbackRecordAdmin(ManageVideosMixin, ReadOnlyAdmin):
     team_path = "video__team"
     list_display = ["received_at", "video", "video_no", "remote_status", "outcome", "remote_addr"]
     list_filter = ["outcome"]
     search_fields = ["video_no", "video__title", "video__original_name"]
+    actions = ["replay_callbacks"]
+
+    @admin.action(description="Replay (apply again; for records that failed to apply)", permissions=["manage"])
+    def replay_callbacks(self, request, queryset):
+        outcomes = [lifecycle.apply_callback(pk) for pk in queryset.filter(video__isnull=False)
+                    .exclude(video_no="").values_list("pk", flat=True)]
+        summary = ", ".join(f"{outcomes.count(o)} {o}" for o in sorted(set(outcomes))) or "nothing to replay"
+        self.message_user(request, f"Replayed: {summary}.")
 
 
 def failing_keys_for(user):

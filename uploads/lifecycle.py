@@ -28,6 +28,10 @@ UNPARSED = {"UNPARSE"}
 
 
 def record(video, source, from_status, to_status, message="", remote_status="", actor=None):
+    if from_status != to_status:
+        # Retention counts from here (uploads/removal.py).
+        video.status_changed_at = timezone.now()
+        Video.objects.filter(pk=video.pk).update(status_changed_at=video.status_changed_at)
     return VideoEvent.objects.create(
         video=video, source=source, from_status=from_status or "", to_status=to_status or "",
         message=message[:500], remote_status=remote_status[:40], actor=actor,
@@ -131,7 +135,13 @@ def relay_accepted(video_id, result):
         Team.objects.filter(pk=video.team_id).update(upload_backoff_level=0)
         record(video, Source.RELAY, from_status, video.status,
                f"memories.ai accepted it as {result.video_no}", remote_status=result.status)
-        check_video.using(run_after=first).enqueue(str(video.pk))
+        if video.deleted_at is None:
+            check_video.using(run_after=first).enqueue(str(video.pk))
+    if video.deleted_at is not None:
+        from .removal import delete_remotely
+
+        delete_remotely([video])
+        return
     for pending in CallbackRecord.objects.filter(video_id=video_id, outcome=Outcome.PENDING).order_by("pk"):
         apply_callback(pending.pk)
 

@@ -95,3 +95,29 @@ def check_video(video_id: str):
                                       f"status check: {remote.status}")
     lifecycle.schedule_next_check(video.pk)
     return remote.status if remote else "unknown to memories.ai"
+
+
+@task(queue_name="default")
+def delete_remote_videos(key_id: int, video_nos: list[str], attempt: int):
+    """Ask memories.ai to delete up to 100 videos; unknown numbers count as deleted."""
+    from datetime import timedelta
+
+    from django.conf import settings
+
+    from .models import ApiKey
+
+    key = ApiKey.objects.filter(pk=key_id).first()
+    if key is None:
+        logger.warning("cannot delete %d video(s) at memories.ai: their key was removed", len(video_nos))
+        return "no key"
+    try:
+        memories.delete_videos(key.reveal(), video_nos)
+    except (memories.MemoriesError, ApiKeyDecryptionError) as error:
+        if attempt + 1 >= settings.MEMPORTAL_MAX_ATTEMPTS or getattr(error, "kind", "") == memories.REJECT:
+            logger.error("gave up deleting %d video(s) at memories.ai: %s", len(video_nos), error)
+            return "gave up"
+        run_after = timezone.now() + timedelta(seconds=lifecycle.backoff_seconds(attempt + 1))
+        delete_remote_videos.using(run_after=run_after).enqueue(key_id, video_nos, attempt + 1)
+        return "will retry"
+    Video.objects.filter(video_no__in=video_nos, deleted_at__isnull=False).update(remote_deleted_at=timezone.now())
+    return f"deleted {len(video_nos)}"

@@ -11,7 +11,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 
-from . import lifecycle
+from . import lifecycle, removal
 from .forms import UploadForm, content_type_for, refusal_reason
 from .models import Team, Video
 from .upload_handlers import refusals
@@ -132,6 +132,16 @@ def video_cancel(request, video_id):
     else:
         messages.error(request, f"“{video}” can no longer be cancelled ({video.get_status_display()}).")
     return redirect("video-detail", video.pk)
+
+
+@never_cache
+def video_delete(request, video_id):
+    video = get_object_or_404(Video.objects.visible_to(request.user).select_related("team"), pk=video_id)
+    if request.method != "POST":
+        return render(request, "uploads/video_delete.html", {"video": video})
+    removal.delete_videos([video.pk], request.user)
+    messages.success(request, f"“{video}” was deleted, here and at memories.ai.")
+    return redirect("video-list")
 
 
 @require_POST

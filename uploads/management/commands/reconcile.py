@@ -15,10 +15,12 @@ from django.utils import timezone
 
 from uploads import lifecycle
 from uploads.models import Video
+from uploads.removal import purge_uploads
 from uploads.tasks import check_video
 
 logger = logging.getLogger(__name__)
 S = Video.Status
+PURGE_EVERY_SECONDS = 24 * 3600
 
 
 def reconcile(stale_after=None):
@@ -50,11 +52,17 @@ class Command(BaseCommand):
                                  "worker can be running, as `make demo` does before it starts them.")
 
     def handle(self, *args, every, stale_after, **options):
+        last_purge = None
         while True:
             requeued, checks = reconcile(stale_after)
             if requeued or checks or options["verbosity"] > 1:
                 self.stdout.write(f"reconcile: {requeued} relay(s) re-queued, {checks} status check(s) enqueued")
             if not every:
                 return
+            # The clock also runs retention, at its start and then once a day.
+            if last_purge is None or time.monotonic() - last_purge >= PURGE_EVERY_SECONDS:
+                removed = purge_uploads()
+                self.stdout.write(f"purge_uploads: removed {removed} stored file(s)")
+                last_purge = time.monotonic()
             close_old_connections()
             time.sleep(every)

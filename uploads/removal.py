@@ -1,0 +1,85 @@
+"""Deleting videos, and the only code that removes stored files.
+
+A deleted video leaves every list at once (its row stays, soft-deleted, for the audit trail), its
+stored file is removed at once, and memories.ai is asked to delete it too, in batches of at most
+100 per key. Retention (`manage.py purge_uploads`) removes the files of finished videos after
+MEMPORTAL_RETENTION_DAYS; queued and rejected videos keep theirs so they can still be sent.
+"""
+
+import logging
+from collections import defaultdict
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from .lifecycle import Source, key_for, record
+from .models import Video
+
+logger = logging.getLogger(__name__)
+S = Video.Status
+DELETE_BATCH = 100
+RETAINED_UNTIL_PURGE = (S.READY, S.FAILED, S.CANCELLED)
+
+
+def remove_stored_file(video, reason, source, actor=None):
+    """Delete the stored file of this video (if any) and note it on the video."""
+    name = video.file.name if video.file else ""
+    if not name:
+        return False
+    video.file.storage.delete(name)
+    Video.objects.filter(pk=video.pk).update(file="", file_removed_at=timezone.now())
+    record(video, source, video.status, video.status, f"stored file removed ({reason})", actor=actor)
+    logger.info("removed stored file of video %s (%s)", video.pk, reason)
+    return True
+
+
+def delete_videos(video_ids, actor, source=Source.USER):
+    """Soft-delete these videos, remove their files, and have memories.ai delete its copies."""
+    deleted = []
+    for video_id in video_ids:
+        with transaction.atomic():
+            video = Video.objects.select_for_update().select_related("team").get(pk=video_id)
+            if video.deleted_at is not None:
+                continue
+            video.deleted_at = timezone.now()
+            video.next_check_at = None
+            video.next_attempt_at = None
+            video.save(update_fields=["deleted_at", "next_check_at", "next_attempt_at", "updated_at"])
+            record(video, source, video.status, video.status, "deleted", actor=actor)
+        remove_stored_file(video, "video deleted", source, actor)
+        deleted.append(video)
+    delete_remotely(deleted)
+    return deleted
+
+
+def delete_remotely(videos):
+    """Enqueue memories.ai deletions, grouped by the key that can see each video, 100 a call."""
+    from .tasks import delete_remote_videos
+
+    by_key = defaultdict(list)
+    for video in videos:
+        if not video.video_no or video.remote_deleted_at:
+            continue
+        key = key_for(video)
+        if key is None:
+            logger.warning("video %s (%s) cannot be deleted at memories.ai: its team has no key",
+                           video.pk, video.video_no)
+            continue
+        by_key[key.pk].append(video.video_no)
+    for key_id, numbers in by_key.items():
+        for start in range(0, len(numbers), DELETE_BATCH):
+            delete_remote_videos.enqueue(key_id, numbers[start:start + DELETE_BATCH], 0)
+
+
+def purge_uploads(now=None):
+    """Remove stored files of videos finished more than MEMPORTAL_RETENTION_DAYS ago."""
+    now = now or timezone.now()
+    cutoff = now - timedelta(days=settings.MEMPORTAL_RETENTION_DAYS)
+    expired = (Video.objects.filter(status__in=RETAINED_UNTIL_PURGE, status_changed_at__lte=cutoff)
+               .exclude(file=""))
+    removed = 0
+    for video in expired.iterator():
+        removed += remove_stored_file(video, f"kept {settings.MEMPORTAL_RETENTION_DAYS} days", Source.RECONCILE)
+    return removed
