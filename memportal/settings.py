@@ -121,7 +121,8 @@ SQLITE_OPTIONS = {
 }
 DATABASES = {
     "default": dj_database_url.config(
-        default=f"sqlite:///{VAR_DIR / 'memportal.sqlite3'}", conn_max_age=60, conn_health_checks=True
+        default=f"sqlite:///{VAR_DIR / 'memportal.sqlite3'}",
+        conn_max_age=envint("MEMPORTAL_DB_CONN_MAX_AGE", 60), conn_health_checks=True
     )
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":

@@ -40,6 +40,11 @@ def browser_page(monkeypatch):
         yield page
         context.close()
         browser.close()
+        # ORM calls made while Playwright ran used connections of its context: close them here,
+        # or PostgreSQL keeps a session open and the test database cannot be dropped.
+        from django.db import connections
+
+        connections.close_all()
 
 
 def sign_in(page, base_url, username, password):

@@ -20,6 +20,8 @@ else:
 
 os.environ.update({
     "MEMPORTAL_TEST_DB_NAME": TEST_DB_NAME,
+    # The live server's request threads must not keep connections open past the test run.
+    "MEMPORTAL_DB_CONN_MAX_AGE": "0",
     "DJANGO_DEBUG": "false",
     "DJANGO_SECRET_KEY": "test-secret-key-" + "x" * 40,
     "DJANGO_SECURE_SSL_REDIRECT": "false",
