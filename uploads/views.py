@@ -114,24 +114,33 @@ def no_key_message(team):
     return f"{team} has no active memories.ai API key yet: ask your team admin to add one."
 
 
+def act_on_video(request, video_id, action, done, refused):
+    """Run one lifecycle action on a visible video and say how it went."""
+    video = get_object_or_404(Video.objects.visible_to(request.user), pk=video_id)
+    if action(video.pk, request.user):
+        messages.success(request, done.format(video=video))
+    else:
+        messages.error(request, refused.format(video=video, state=video.get_status_display()))
+    return redirect("video-detail", video.pk)
+
+
 @require_POST
 def video_retry(request, video_id):
-    video = get_object_or_404(Video.objects.visible_to(request.user), pk=video_id)
-    if lifecycle.retry(video.pk, request.user):
-        messages.success(request, f"“{video}” is queued again.")
-    else:
-        messages.error(request, f"“{video}” cannot be retried now ({video.get_status_display()}).")
-    return redirect("video-detail", video.pk)
+    return act_on_video(request, video_id, lifecycle.retry,
+                        "“{video}” is queued again.", "“{video}” cannot be retried now ({state}).")
 
 
 @require_POST
 def video_cancel(request, video_id):
-    video = get_object_or_404(Video.objects.visible_to(request.user), pk=video_id)
-    if lifecycle.cancel(video.pk, request.user):
-        messages.success(request, f"“{video}” was cancelled.")
-    else:
-        messages.error(request, f"“{video}” can no longer be cancelled ({video.get_status_display()}).")
-    return redirect("video-detail", video.pk)
+    return act_on_video(request, video_id, lifecycle.cancel,
+                        "“{video}” was cancelled.", "“{video}” can no longer be cancelled ({state}).")
+
+
+@require_POST
+def video_check_now(request, video_id):
+    return act_on_video(request, video_id, lifecycle.request_check,
+                        "memories.ai will be asked again about “{video}” in a moment.",
+                        "“{video}” is not waiting for memories.ai ({state}).")
 
 
 @never_cache
@@ -142,16 +151,6 @@ def video_delete(request, video_id):
     removal.delete_videos([video.pk], request.user)
     messages.success(request, f"“{video}” was deleted, here and at memories.ai.")
     return redirect("video-list")
-
-
-@require_POST
-def video_check_now(request, video_id):
-    video = get_object_or_404(Video.objects.visible_to(request.user), pk=video_id)
-    if lifecycle.request_check(video.pk, request.user):
-        messages.success(request, f"memories.ai will be asked again about “{video}” in a moment.")
-    else:
-        messages.error(request, f"“{video}” is not waiting for memories.ai ({video.get_status_display()}).")
-    return redirect("video-detail", video.pk)
 
 
 @require_GET
