@@ -175,6 +175,9 @@ if MEMPORTAL_STORAGE == "s3":
             "default_acl": None,
             "querystring_auth": True,
             "file_overwrite": False,
+            # Reading a stored video (the relay) spools it to disk past 8 MiB; django-storages'
+            # default (0) would hold a whole 3 GB video in memory.
+            "max_memory_size": 8 * 1024 * 1024,
         },
     }
 elif MEMPORTAL_STORAGE == "local":

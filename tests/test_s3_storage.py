@@ -1,0 +1,76 @@
+"""The S3 storage path, against a local S3-compatible server (moto_server on 127.0.0.1)."""
+
+import hashlib
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import boto3
+import pytest
+import requests
+from django.core.files.uploadedfile import SimpleUploadedFile
+
+from uploads import removal
+from uploads.models import Video
+
+from .conftest import PASSWORD, run_worker, sample
+
+pytestmark = pytest.mark.django_db(transaction=True)
+BUCKET = "memportal-test"
+
+
+def free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def s3(settings, monkeypatch):
+    port = free_port()
+    server = subprocess.Popen([str(Path(sys.executable).parent / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    endpoint = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            requests.get(endpoint, timeout=1)
+            break
+        except requests.ConnectionError:
+            if time.monotonic() > deadline:
+                server.kill()
+                raise
+            time.sleep(0.1)
+    for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                        "AWS_DEFAULT_REGION": "us-east-1"}.items():
+        monkeypatch.setenv(name, value)
+    client = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
+    client.create_bucket(Bucket=BUCKET)
+    settings.STORAGES = {**settings.STORAGES, "default": {
+        "BACKEND": "storages.backends.s3.S3Storage",
+        "OPTIONS": {"bucket_name": BUCKET, "endpoint_url": endpoint, "region_name": "us-east-1",
+                    "default_acl": None, "file_overwrite": False, "max_memory_size": 8 * 1024 * 1024},
+    }}
+    yield client
+    server.terminate()
+    server.wait(timeout=10)
+
+
+def test_uploads_are_stored_in_s3_relayed_from_it_and_removed_on_delete(client, member, team, api_key, emulator,
+                                                                        s3):
+    content = sample("sample-vp9-opus.mkv").read_bytes()
+    client.login(username=member.username, password=PASSWORD)
+    client.post("/videos/upload/", {"files": [SimpleUploadedFile("team-offsite.mkv", content)]})
+    video = Video.objects.get()
+    stored = s3.get_object(Bucket=BUCKET, Key=video.file.name)["Body"].read()
+    assert stored == content and video.file.name.startswith("videos/team-one/")
+
+    run_worker("relay")
+    video.refresh_from_db()
+    assert video.status == "processing"
+    assert emulator.uploads[-1].sha256 == hashlib.sha256(content).hexdigest()
+
+    removal.delete_videos([video.pk], member)
+    assert s3.list_objects_v2(Bucket=BUCKET).get("KeyCount", 0) == 0
