@@ -1,0 +1,100 @@
+"""Pacing holds across workers: one team's uploads stay an interval apart however many relay
+workers run, each video is sent once, and memories.ai's 0429 pushes the team's slot back."""
+
+import hashlib
+from datetime import timedelta
+
+import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.utils import timezone
+from django_tasks_db.models import DBTaskResult
+
+from uploads import lifecycle
+from uploads.models import Team, Video
+
+from .conftest import run_worker, sample, start_worker_process, wait_until
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+SAMPLE = sample("sample-h264-aac.mp4").read_bytes()
+
+
+def store_video(owner, team, api_key, name, content):
+    """What the upload view does: the file into storage, then the Video and its relay task."""
+    upload = SimpleUploadedFile(name, content, content_type="video/mp4")
+    return lifecycle.create_video(team=team, owner=owner, api_key=api_key, uploaded_file=upload, title="",
+                                  sha256=hashlib.sha256(content).hexdigest())
+
+
+def stop(worker):
+    if worker.poll() is None:
+        worker.terminate()
+    return worker.communicate(timeout=20)[0]
+
+
+def test_two_relay_workers_keep_one_teams_uploads_an_interval_apart(member, team, api_key, emulator):
+    emulator.upload_interval = 1.0  # memories.ai answers 0429 to uploads of one key closer than this
+    contents = {f"standup-{i}.mp4": SAMPLE + bytes([i]) * 1024 for i in range(4)}
+    videos = [store_video(member, team, api_key, name, content) for name, content in contents.items()]
+
+    env = {"MEMORIES_API_BASE_URL": emulator.base_url, "MEMPORTAL_UPLOAD_INTERVAL_SECONDS": 1}
+    workers = [start_worker_process("relay", **env), start_worker_process("relay", **env)]
+    try:
+        # Done when all four are accepted, or as soon as memories.ai refuses one.
+        wait_until(lambda: any(u.code not in (None, "0000") for u in emulator.uploads)
+                   or not Video.objects.exclude(status="processing").exists(), timeout=30,
+                   message="all four videos relayed")
+        assert [worker.poll() for worker in workers] == [None, None]  # both still running
+    finally:
+        outputs = [stop(worker) for worker in workers]
+
+    assert not any("Traceback" in output for output in outputs), outputs
+    uploads = emulator.uploads
+    # Never refused with 0429: the portal paced them, memories.ai did not have to.
+    assert [u.code for u in uploads] == ["0000"] * 4, [(u.filename, u.code, u.started_at) for u in uploads]
+    starts = sorted(u.started_at for u in uploads)
+    gaps = [b - a for a, b in zip(starts, starts[1:])]
+    assert all(gap >= 1.0 for gap in gaps), gaps
+    assert sorted(u.filename for u in uploads) == sorted(contents)
+    assert sorted(u.sha256 for u in uploads) == sorted(hashlib.sha256(c).hexdigest() for c in contents.values())
+    for video in videos:
+        video.refresh_from_db()
+        assert video.status == "processing" and video.attempts == 1
+        assert [e.to_status for e in video.events.all()] == ["queued", "sending", "processing"]
+    assert len({v.video_no for v in videos}) == 4
+
+
+def make_relay_due():
+    """Move the clock to when the retry may run: the task row, the video and the team's slot."""
+    past = timezone.now() - timedelta(seconds=1)
+    DBTaskResult.objects.filter(queue_name="relay", status="READY").update(run_after=past)
+    Video.objects.update(next_attempt_at=past)
+    Team.objects.update(next_upload_at=past)
+
+
+def test_a_0429_pushes_the_teams_next_slot_back_further_each_time(member, team, api_key, emulator, settings):
+    settings.MEMPORTAL_UPLOAD_INTERVAL_SECONDS = 60
+    video = store_video(member, team, api_key, "retro.mp4", SAMPLE)
+    emulator.inject("upload", "code", times=2, code="0429")
+
+    delays = []
+    for level in (1, 2):
+        before = timezone.now()
+        run_worker("relay")
+        team.refresh_from_db()
+        video.refresh_from_db()
+        assert video.status == "queued" and "code 0429" in video.last_error
+        assert team.upload_backoff_level == level
+        delays.append((team.next_upload_at - before).total_seconds())
+        # The video's retry waits at least for the team's slot.
+        retry = DBTaskResult.objects.get(queue_name="relay", status="READY")
+        assert retry.run_after >= team.next_upload_at
+        make_relay_due()
+    assert delays[0] >= 60 * 2 and delays[1] >= 60 * 4 and delays[1] > delays[0], delays
+
+    run_worker("relay")
+    video.refresh_from_db()
+    team.refresh_from_db()
+    assert video.status == "processing" and video.attempts == 3
+    assert team.upload_backoff_level == 0  # an accepted upload clears the backoff
+    assert [u.code for u in emulator.uploads] == ["0429", "0429", "0000"]
