@@ -50,3 +50,9 @@ def test_every_model_change_has_its_migration():
     result = manage("makemigrations", "--check", "--dry-run", **PRODUCTION,
                     MEMPORTAL_FERNET_KEYS=Fernet.generate_key().decode())
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_a_heartbeat_threshold_below_the_read_timeout_is_warned_about():
+    result = manage("check", **PRODUCTION, MEMPORTAL_FERNET_KEYS=Fernet.generate_key().decode(),
+                    MEMPORTAL_HEARTBEAT_STALE_SECONDS="60", MEMORIES_READ_TIMEOUT="120")
+    assert "memportal.W002" in result.stderr

@@ -26,6 +26,12 @@ def check_memories_settings(app_configs, **kwargs):
             errors.append(checks.Error(f"{name} must start with /", id="memportal.E003"))
     if settings.MEMPORTAL_PUBLIC_URL and not settings.MEMPORTAL_PUBLIC_URL.startswith(("http://", "https://")):
         errors.append(checks.Error("MEMPORTAL_PUBLIC_URL must start with http:// or https://", id="memportal.E004"))
+    if settings.MEMPORTAL_HEARTBEAT_STALE_SECONDS <= settings.MEMORIES_READ_TIMEOUT:
+        # The heartbeat stops while the relay waits for memories.ai's answer: a threshold below
+        # the read timeout would re-queue live relays and send duplicates.
+        errors.append(checks.Warning(
+            "MEMPORTAL_HEARTBEAT_STALE_SECONDS should be larger than MEMORIES_READ_TIMEOUT, or "
+            "reconcile re-queues relays still waiting for memories.ai's answer.", id="memportal.W002"))
     if settings.MEMPORTAL_STORAGE == "s3" and not settings.STORAGES["default"]["OPTIONS"]["bucket_name"]:
         errors.append(checks.Error("MEMPORTAL_STORAGE=s3 needs MEMPORTAL_S3_BUCKET", id="memportal.E005"))
     return errors
