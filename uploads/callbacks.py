@@ -61,7 +61,8 @@ def parse_callback(body):
 @never_cache
 @require_POST
 def memories_callback(request, token):
-    video = Video.objects.filter(callback_digest=token_digest(token)).only("pk", "callback_token").first()
+    video = (Video.objects.filter(callback_digest=token_digest(token))
+             .only("pk", "callback_token", "video_no", "status").first())
     if video is None or not hmac.compare_digest(video.callback_token, token):
         logger.warning("callback for an unknown token from %s", request.META.get("REMOTE_ADDR"))
         return answer(404, "unknown callback address")
@@ -70,20 +71,25 @@ def memories_callback(request, token):
         logger.warning("callback for video %s refused: body over %d bytes", video.pk,
                        settings.MEMPORTAL_CALLBACK_MAX_BYTES)
         return answer(413, "body too large")
+    try:
+        video_no, status = parse_callback(body)
+        refusal = ""
+    except ValueError as error:
+        video_no, status, refusal = "", "", str(error)
+    # Stored as it arrived before anything is applied, malformed or not: one INSERT.
     cb = CallbackRecord.objects.create(
         video_id=video.pk,
         remote_addr=request.META.get("REMOTE_ADDR") or None,
         headers={name: request.headers[name] for name in KEPT_HEADERS if name in request.headers},
         body=body.decode("utf-8", errors="replace"),
+        video_no=video_no, remote_status=status,
+        outcome=CallbackRecord.Outcome.REFUSED if refusal else CallbackRecord.Outcome.PENDING,
+        detail=refusal,
     )
-    try:
-        video_no, status = parse_callback(body)
-    except ValueError as error:
-        CallbackRecord.objects.filter(pk=cb.pk).update(outcome=CallbackRecord.Outcome.REFUSED, detail=str(error))
-        logger.warning("callback %s for video %s refused: %s", cb.pk, video.pk, error)
-        return answer(400, str(error))
-    CallbackRecord.objects.filter(pk=cb.pk).update(video_no=video_no, remote_status=status)
-    outcome = lifecycle.apply_callback(cb.pk)
+    if refusal:
+        logger.warning("callback %s for video %s refused: %s", cb.pk, video.pk, refusal)
+        return answer(400, refusal)
+    outcome = lifecycle.apply_stored_callback(cb, video)
     if outcome == CallbackRecord.Outcome.REFUSED:
         logger.warning("callback %s names videoNo %s, not the video's", cb.pk, video_no)
         return answer(409, "videoNo does not match this callback address")

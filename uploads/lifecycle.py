@@ -264,7 +264,11 @@ def apply_remote_status(video_id, remote_status, source, message=""):
 def apply_callback(record_id):
     """Apply one stored callback in its own transaction and write down what came of it."""
     cb = CallbackRecord.objects.select_related("video").get(pk=record_id)
-    video = cb.video
+    return apply_stored_callback(cb, cb.video)
+
+
+def apply_stored_callback(cb, video):
+    """apply_callback() for a record and video the caller already holds (the callback view)."""
     if video.video_no == "" and video.status in (S.QUEUED, S.SENDING):
         CallbackRecord.objects.filter(pk=cb.pk).update(
             outcome=Outcome.PENDING, detail="arrived before the relay's answer; applied when it comes")
