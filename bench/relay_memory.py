@@ -1,7 +1,6 @@
 """Relay memory and throughput: uploads.memories.upload() against `curl -F`, same sink, same run.
 
-    .venv/bin/python bench/relay_memory.py [--size-mib 1024] [--runs 3] [--naive] [--try-blocks KIB]
-                                           [--write-docs]
+    .venv/bin/python bench/relay_memory.py [--size-mib 1024] [--runs 3] [--naive] [--write-docs]
 
 A file of --size-mib random bytes (under var/bench/, deleted at the end) is sent to the project's
 memories.ai emulator (`manage.py memories_emulator`, its own process, so its parsing does not
@@ -18,7 +17,6 @@ process during upload() and of the curl process.
 
 Targets (the issue): peak RSS within 64 MiB of idle, and relay throughput at least 80% of curl's.
 --naive adds one run of requests.post(files=...), which reads the whole file into memory.
---try-blocks KIB adds runs of upload() with a clearly labelled in-bench monkeypatch (see Blocks).
 """
 
 import argparse
@@ -54,19 +52,6 @@ def proc_status_kib(field: str) -> int:
     return int(re.search(rf"^{field}:\s+(\d+) kB", Path("/proc/self/status").read_text(), re.M).group(1))
 
 
-class Blocks:
-    """--try-blocks, an in-bench patch and NOT the shipped code: the encoder handed to requests as
-    an iterable of `size`-byte blocks, which urllib3 sends as they are (it reads a file-like body
-    16 KiB at a time). `len` gives requests the Content-Length."""
-
-    def __init__(self, encoder, size: int):
-        self.encoder, self.size, self.len = encoder, size, encoder.len
-
-    def __iter__(self):
-        while block := self.encoder.read(self.size):
-            yield block
-
-
 def child(spec: dict) -> None:
     """Runs in the relaying process: one upload, one JSON line on stdout."""
     import gc
@@ -76,14 +61,6 @@ def child(spec: dict) -> None:
     import requests
     from uploads import memories
 
-    if spec["mode"] == "patched":
-        post = memories._post
-
-        def patched_post(path, api_key, **kwargs):
-            if hasattr(kwargs.get("data"), "read"):
-                kwargs["data"] = Blocks(kwargs["data"], spec["block_kib"] * 1024)
-            return post(path, api_key, **kwargs)
-        memories._post = patched_post
     memories.list_videos(KEY)
     size = os.path.getsize(spec["path"])
     with open(spec["path"], "rb") as fileobj:
@@ -152,8 +129,8 @@ class Sink:
         self.log.unlink(missing_ok=True)
 
 
-def run_relay(sink: Sink, path: Path, mode: str, block_kib: int = 0) -> dict:
-    spec = {"mode": mode, "path": str(path), "url": sink.base_url + UPLOAD_PATH, "block_kib": block_kib}
+def run_relay(sink: Sink, path: Path, mode: str) -> dict:
+    spec = {"mode": mode, "path": str(path), "url": sink.base_url + UPLOAD_PATH}
     done = subprocess.run([sys.executable, __file__, "--child", json.dumps(spec)], cwd=ROOT, env=sink.env,
                           capture_output=True, text=True)
     if done.returncode:
@@ -204,6 +181,17 @@ def report(results: dict[str, list[dict]]) -> tuple[str, bool]:
     return "\n".join(lines), ok_rss and ok_rate
 
 
+def cpu_idle(seconds: float) -> float:
+    """The machine's idle share of CPU time over the next `seconds` (from /proc/stat)."""
+    def sample():
+        ticks = [int(n) for n in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+        return ticks[3] + ticks[4], sum(ticks)  # idle + iowait, all
+    idle0, all0 = sample()
+    time.sleep(seconds)
+    idle1, all1 = sample()
+    return (idle1 - idle0) / max(all1 - all0, 1)
+
+
 def machine() -> str:
     mem_kib = int(re.search(r"MemTotal:\s+(\d+)", Path("/proc/meminfo").read_text()).group(1))
     curl = subprocess.run(["curl", "--version"], capture_output=True, text=True).stdout.split()[1]
@@ -211,12 +199,12 @@ def machine() -> str:
             f"Python {platform.python_version()}, curl {curl}")
 
 
-def write_docs(args, tables: str, loads: tuple[float, float]) -> None:
+def write_docs(args, tables: str, idle_before: float) -> None:
     command = shlex.join([".venv/bin/python", "bench/relay_memory.py", *sys.argv[1:]])
     section = "\n".join([
         START, "## Relay memory and throughput (bench/relay_memory.py)", "",
-        f"Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {machine()}, with `{command}`; 1-minute load "
-        f"average {loads[0]:.2f} before, {loads[1]:.2f} after (other work on the machine moves MiB/s, not RSS).",
+        f"Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {machine()}, with `{command}`; CPUs {idle_before:.0%} "
+        "idle in the 2 s before (other work on the machine moves MiB/s, not RSS).",
         "",
         tables, "",
         f"What is measured: a {args.size_mib} MiB file of random bytes (in the page cache) is sent {args.runs} "
@@ -247,8 +235,6 @@ def main() -> int:
     parser.add_argument("--size-mib", type=int, default=1024, help="file size (default 1024)")
     parser.add_argument("--runs", type=int, default=3, help="uploads per client (default 3)")
     parser.add_argument("--naive", action="store_true", help="also one requests.post(files=...) run")
-    parser.add_argument("--try-blocks", type=int, metavar="KIB",
-                        help="also runs of upload() PATCHED in-bench to send KIB-sized blocks")
     parser.add_argument("--write-docs", action="store_true", help=f"update this section of {DOCS.name}")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -257,17 +243,14 @@ def main() -> int:
         return 0
     if not shutil.which("curl"):
         sys.exit("curl is needed: apt-get install curl")
-    if (load := os.getloadavg()[0]) > 0.5:
-        print(f"warning: load average {load:.2f}; other work on the machine will skew MiB/s", file=sys.stderr)
+    if (idle_before := cpu_idle(2)) < 0.9:
+        print(f"warning: CPUs only {idle_before:.0%} idle; other work will skew MiB/s", file=sys.stderr)
     BENCH_DIR.mkdir(parents=True, exist_ok=True)
     path, sha256 = make_file(args.size_mib)
     sink = None
     try:
         sink = Sink()
         clients = {RELAY: lambda: run_relay(sink, path, "relay"), CURL: lambda: run_curl(sink, path)}
-        if args.try_blocks:
-            clients[f"relay PATCHED in-bench: {args.try_blocks} KiB blocks (not shipped)"] = (
-                lambda: run_relay(sink, path, "patched", args.try_blocks))
         results = {label: [] for label in clients}
         for run in range(1, args.runs + 1):
             for label, measure in clients.items():
@@ -284,7 +267,7 @@ def main() -> int:
     tables, ok = report(results)
     print(tables)
     if args.write_docs:
-        write_docs(args, tables, (load, os.getloadavg()[0]))
+        write_docs(args, tables, idle_before)
         print(f"\nwrote {DOCS.relative_to(ROOT)}")
     return 0 if ok else 1
 
