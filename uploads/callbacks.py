@@ -62,7 +62,7 @@ def parse_callback(body):
 @require_POST
 def memories_callback(request, token):
     video = (Video.objects.filter(callback_digest=token_digest(token))
-             .only("pk", "callback_token", "video_no", "status").first())
+             .only("pk", "callback_token", "video_no", "status", "deleted_at").first())
     if video is None or not hmac.compare_digest(video.callback_token, token):
         logger.warning("callback for an unknown token from %s", request.META.get("REMOTE_ADDR"))
         return answer(404, "unknown callback address")
@@ -76,6 +76,11 @@ def memories_callback(request, token):
         refusal = ""
     except ValueError as error:
         video_no, status, refusal = "", "", str(error)
+    # A repeat for a video that can no longer change (most callbacks: memories.ai repeats
+    # itself) is settled from the row just read: stored with its outcome, nothing to lock.
+    settled = None
+    if not refusal and video.video_no and video.video_no == video_no:
+        settled = lifecycle.settled_outcome(video, status)
     # Stored as it arrived before anything is applied, malformed or not: one INSERT.
     cb = CallbackRecord.objects.create(
         video_id=video.pk,
@@ -83,13 +88,13 @@ def memories_callback(request, token):
         headers={name: request.headers[name] for name in KEPT_HEADERS if name in request.headers},
         body=body.decode("utf-8", errors="replace"),
         video_no=video_no, remote_status=status,
-        outcome=CallbackRecord.Outcome.REFUSED if refusal else CallbackRecord.Outcome.PENDING,
+        outcome=CallbackRecord.Outcome.REFUSED if refusal else (settled or CallbackRecord.Outcome.PENDING),
         detail=refusal,
     )
     if refusal:
         logger.warning("callback %s for video %s refused: %s", cb.pk, video.pk, refusal)
         return answer(400, refusal)
-    outcome = lifecycle.apply_stored_callback(cb, video)
+    outcome = settled or lifecycle.apply_stored_callback(cb, video)
     if outcome == CallbackRecord.Outcome.REFUSED:
         logger.warning("callback %s names videoNo %s, not the video's", cb.pk, video_no)
         return answer(409, "videoNo does not match this callback address")

@@ -225,40 +225,63 @@ def requeue_stale(video_id, stale_after, source=Source.RECONCILE):
 
 # --- Remote status (callbacks and status checks) ------------------------------------------
 
-def apply_remote_status(video_id, remote_status, source, message=""):
-    """Apply a status memories.ai reported; return the outcome (applied/duplicate/stale)."""
+def target_state(remote_status):
+    if remote_status in PARSED:
+        return S.READY
+    if remote_status in FAILED:
+        return S.FAILED
+    if remote_status in UNPARSED:
+        return S.PROCESSING
+    return None
+
+
+def settled_outcome(video, remote_status):
+    """The outcome for a video that can no longer change (ready, cancelled, deleted), decided
+    from a plain read: no lock, no transaction. None when the video may still move."""
+    if video.deleted_at is not None or video.status == S.CANCELLED:
+        return Outcome.STALE
+    if video.status == S.READY:
+        return Outcome.DUPLICATE if target_state(remote_status) == S.READY else Outcome.STALE
+    return None
+
+
+def apply_remote_status(video_id, remote_status, source, message="", callback_id=None):
+    """Apply a status memories.ai reported; return the outcome (applied/duplicate/stale).
+
+    With callback_id, that record's outcome is written in the same transaction.
+    """
     with transaction.atomic():
         video = _locked(video_id)
-        if video.deleted_at is not None:
-            return Outcome.STALE
-        before = video.status
-        if remote_status in PARSED:
-            target = S.READY
-        elif remote_status in FAILED:
-            target = S.FAILED
-        elif remote_status in UNPARSED:
-            target = S.PROCESSING
-        else:
-            target = None
-        if video.status == S.PROCESSING and target in (S.READY, S.FAILED):
-            video.status = target
-            video.remote_status = remote_status
-            video.next_check_at = None
-            if target == S.FAILED:
-                video.last_error = f"memories.ai could not process the video ({remote_status})."
-            video.save()
-            record(video, source, before, target, message, remote_status=remote_status)
-            return Outcome.APPLIED
-        if video.status == S.PROCESSING and video.remote_status != remote_status:
-            # Still processing (or a status we do not know): keep the raw value, change nothing else.
-            video.remote_status = remote_status
-            video.save(update_fields=["remote_status", "updated_at"])
-            record(video, source, before, before, message or f"memories.ai reports {remote_status}",
-                   remote_status=remote_status)
-            return Outcome.APPLIED
-        if video.status == target or (video.status == S.PROCESSING and video.remote_status == remote_status):
-            return Outcome.DUPLICATE
-        return Outcome.STALE
+        outcome = _apply_locked(video, remote_status, source, message)
+        if callback_id is not None:
+            CallbackRecord.objects.filter(pk=callback_id).update(outcome=outcome, detail="")
+    return outcome
+
+
+def _apply_locked(video, remote_status, source, message):
+    settled = settled_outcome(video, remote_status)
+    if settled is not None:
+        return settled
+    before, target = video.status, target_state(remote_status)
+    if video.status == S.PROCESSING and target in (S.READY, S.FAILED):
+        video.status = target
+        video.remote_status = remote_status
+        video.next_check_at = None
+        if target == S.FAILED:
+            video.last_error = f"memories.ai could not process the video ({remote_status})."
+        video.save()
+        record(video, source, before, target, message, remote_status=remote_status)
+        return Outcome.APPLIED
+    if video.status == S.PROCESSING and video.remote_status != remote_status:
+        # Still processing (or a status we do not know): keep the raw value, change nothing else.
+        video.remote_status = remote_status
+        video.save(update_fields=["remote_status", "updated_at"])
+        record(video, source, before, before, message or f"memories.ai reports {remote_status}",
+               remote_status=remote_status)
+        return Outcome.APPLIED
+    if video.status == target or (video.status == S.PROCESSING and video.remote_status == remote_status):
+        return Outcome.DUPLICATE
+    return Outcome.STALE
 
 
 def apply_callback(record_id):
@@ -278,16 +301,14 @@ def apply_stored_callback(cb, video):
             outcome=Outcome.REFUSED, detail=f"names {cb.video_no}, the video is {video.video_no or 'unnumbered'}")
         return Outcome.REFUSED
     try:
-        outcome = apply_remote_status(video.pk, cb.remote_status, Source.CALLBACK,
-                                      f"callback: {cb.remote_status}")
+        return apply_remote_status(video.pk, cb.remote_status, Source.CALLBACK,
+                                   f"callback: {cb.remote_status}", callback_id=cb.pk)
     except Exception:
         import traceback
 
         logger.exception("callback %s could not be applied", cb.pk)
         CallbackRecord.objects.filter(pk=cb.pk).update(outcome=Outcome.ERROR, detail=traceback.format_exc()[-4000:])
         return Outcome.ERROR
-    CallbackRecord.objects.filter(pk=cb.pk).update(outcome=outcome, detail="")
-    return outcome
 
 
 def schedule_next_check(video_id):
