@@ -62,7 +62,7 @@ def parse_callback(body):
 @require_POST
 def memories_callback(request, token):
     video = (Video.objects.filter(callback_digest=token_digest(token))
-             .only("pk", "callback_token", "video_no", "status", "deleted_at").first())
+             .only("pk", "callback_token", "video_no", "status", "remote_status", "deleted_at").first())
     if video is None or not hmac.compare_digest(video.callback_token, token):
         logger.warning("callback for an unknown token from %s", request.META.get("REMOTE_ADDR"))
         return answer(404, "unknown callback address")
@@ -76,8 +76,8 @@ def memories_callback(request, token):
         refusal = ""
     except ValueError as error:
         video_no, status, refusal = "", "", str(error)
-    # A repeat for a video that can no longer change (most callbacks: memories.ai repeats
-    # itself) is settled from the row just read: stored with its outcome, nothing to lock.
+    # A callback that changes nothing (most of them: memories.ai repeats itself) is settled
+    # from the row just read: stored with its outcome, nothing to lock.
     settled = None
     if not refusal and video.video_no and video.video_no == video_no:
         settled = lifecycle.settled_outcome(video, status)

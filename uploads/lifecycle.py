@@ -236,12 +236,16 @@ def target_state(remote_status):
 
 
 def settled_outcome(video, remote_status):
-    """The outcome for a video that can no longer change (ready, cancelled, deleted), decided
-    from a plain read: no lock, no transaction. None when the video may still move."""
+    """The outcome when this status changes nothing, decided from a plain read: no lock, no
+    transaction. That is a video that can no longer change (ready, cancelled, deleted), or a
+    processing one told again what it already knows (memories.ai repeats itself). None when
+    the status may move the video."""
     if video.deleted_at is not None or video.status == S.CANCELLED:
         return Outcome.STALE
     if video.status == S.READY:
         return Outcome.DUPLICATE if target_state(remote_status) == S.READY else Outcome.STALE
+    if video.status == S.PROCESSING and video.remote_status == remote_status:
+        return Outcome.DUPLICATE
     return None
 
 
