@@ -34,3 +34,29 @@ def test_a_teams_uploads_are_at_least_the_interval_apart(member, team, api_key, 
     assert all(u.code == "0000" for u in emulator.uploads)  # paced by us, never refused with 0429
     theirs_start = next(u.started_at for u in emulator.uploads if u.filename == "theirs.mp4")
     assert theirs_start - ours_starts[0] < 1.0  # the other team did not wait behind ours
+
+
+def test_a_teams_waiting_videos_go_in_upload_order_each_waking_near_its_turn(member, team, api_key, emulator):
+    from django_tasks_db.models import DBTaskResult
+
+    emulator.upload_interval = 0.5
+    count = 8
+    videos = [make_video(member, team, name=f"turn-{i}.mp4") for i in range(count)]
+    for video in reversed(videos):  # enqueued in the opposite order: the upload order must win
+        relay_video.enqueue(str(video.pk), 0)
+
+    worker = start_worker_process("relay", MEMORIES_API_BASE_URL=emulator.base_url,
+                                  MEMPORTAL_UPLOAD_INTERVAL_SECONDS=1)
+    try:
+        wait_until(lambda: not Video.objects.exclude(status="processing").exists(), timeout=30,
+                   message="all eight videos relayed")
+    finally:
+        worker.terminate()
+        worker.communicate(timeout=20)
+
+    sent = [u.filename for u in sorted(emulator.uploads, key=lambda u: u.started_at)]
+    # The first one goes as soon as a worker picks any task; the others wait their turn, in order.
+    assert sent[1:] == [v.original_name for v in videos if v.original_name != sent[0]]
+    # Each waiting relay wakes about at its turn: at most twice (once more when the slot before
+    # it was claimed a poll late), not once per freed slot, which would make 8 + 7+6+...+1 = 36.
+    assert DBTaskResult.objects.filter(queue_name="relay").count() <= count + 2 * (count - 1)

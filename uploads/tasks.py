@@ -34,9 +34,9 @@ def relay_video(video_id: str, attempt: int):
     if key is None:
         # The video waits in `queued`; fixing the key resumes the team's queue.
         return "no usable key"
-    wait_until = lifecycle.claim_team_slot(video.team_id)
-    if wait_until is not None:
-        relay_video.using(run_after=wait_until).enqueue(video_id, attempt)
+    slot_free_at = lifecycle.claim_team_slot(video.team_id)
+    if slot_free_at is not None:
+        relay_video.using(run_after=lifecycle.turn_of(video, slot_free_at)).enqueue(video_id, attempt)
         return "paced"
     if not lifecycle.claim_for_relay(video.pk, attempt, key):
         return "claimed elsewhere"

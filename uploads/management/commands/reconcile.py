@@ -9,6 +9,7 @@ import time
 from datetime import timedelta
 
 from django.conf import settings
+from django.core.management import call_command
 from django.core.management.base import BaseCommand
 from django.db import close_old_connections
 from django.utils import timezone
@@ -59,10 +60,13 @@ class Command(BaseCommand):
                 self.stdout.write(f"reconcile: {requeued} relay(s) re-queued, {checks} status check(s) enqueued")
             if not every:
                 return
-            # The clock also runs retention, at its start and then once a day.
+            # The clock also runs retention, at its start and then once a day, and drops
+            # finished task rows older than a week (every paced relay leaves one).
             if last_purge is None or time.monotonic() - last_purge >= PURGE_EVERY_SECONDS:
+                call_command("prune_db_task_results", queue_name="*", min_age_days=7, verbosity=0)
                 removed = purge_uploads()
-                self.stdout.write(f"purge_uploads: removed {removed} stored file(s)")
+                self.stdout.write(f"purge_uploads: removed {removed} stored file(s); finished task rows "
+                                  "older than 7 days pruned")
                 last_purge = time.monotonic()
             close_old_connections()
             time.sleep(every)
