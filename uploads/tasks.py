@@ -1,4 +1,4 @@
-"""Background work: relaying videos to memories.ai and checking their status.
+"""Background work: relaying videos to memories.ai, checking their status, deleting them there.
 
 Arguments are JSON (video ids as strings). A task never sleeps waiting for a pacing slot: it
 re-enqueues itself with run_after. A task may run twice or late; the conditional claims in
@@ -7,13 +7,15 @@ uploads/lifecycle.py make that harmless.
 
 import logging
 import time
+from datetime import timedelta
 
+from django.conf import settings
 from django.tasks import task
 from django.utils import timezone
 
 from . import lifecycle, memories
 from .crypto import ApiKeyDecryptionError
-from .models import Video
+from .models import ApiKey, Video
 
 logger = logging.getLogger(__name__)
 S = Video.Status
@@ -100,12 +102,6 @@ def check_video(video_id: str):
 @task(queue_name="default")
 def delete_remote_videos(key_id: int, video_nos: list[str], attempt: int):
     """Ask memories.ai to delete up to 100 videos; unknown numbers count as deleted."""
-    from datetime import timedelta
-
-    from django.conf import settings
-
-    from .models import ApiKey
-
     key = ApiKey.objects.filter(pk=key_id).first()
     if key is None:
         logger.warning("cannot delete %d video(s) at memories.ai: their key was removed", len(video_nos))
