@@ -1,7 +1,7 @@
 """Relay pacing across teams: 100 queued videos of 10 teams, two relay workers, 1 s upload interval.
 
     .venv/bin/python bench/relay_teams.py [--teams 10] [--per-team 10] [--interval 1] [--workers 2]
-                                          [--no-patched] [--write-docs]
+                                          [--timeout 180] [--write-docs | --docs-from-json]
 
 Sets up its own PostgreSQL database (memportal_bench_relay_teams at 127.0.0.1:5432, dropped and
 recreated, `manage.py migrate`) and the project's memories.ai emulator in its own process
@@ -10,27 +10,32 @@ MEMORIES_EMULATOR_KEYS, so it answers 0429 to any key's uploads closer than 1 s)
 
 1. creates 10 teams, each with its own API key and a member, and 10 videos per team through
    `uploads.lifecycle.create_video`, exactly as the upload view does (the file is stored, then the
-   Video row and its relay task are written in one transaction); the file is a copy of
-   tests/data/sample-h264-aac.mp4 (32 KB), so the time is pacing, not bytes;
-2. starts two relay workers as the Procfile does, with the brief's poll interval:
+   Video row and its relay task are written in one transaction), team after team; the file is a
+   copy of tests/data/sample-h264-aac.mp4 (32 KB), so the time is pacing, not bytes;
+2. starts two relay workers as the Procfile does, but with a 0.1 s poll interval:
    `manage.py db_worker --queue-name relay --no-reload --interval 0.1`
    (MEMPORTAL_UPLOAD_INTERVAL_SECONDS=1), and measures the wall time from their start until all
    100 videos are `processing` (polled every 50 ms; the exact moment is the last `processing`
    event), bounded by --timeout;
-3. reads the emulator's control API (GET /_emulator/state) for each upload's start time, key
-   and answer code, and the database for every relay task run (django-tasks-db keeps a row per
-   run) and every video event.
+3. reads the emulator's control API (GET /_emulator/state) for each upload's start time, key,
+   answer code and video number, and the database for every relay task run (django-tasks-db
+   keeps a row per run, queue `relay`), every video event and every video's creation time.
+
+The relay code is the shipped one, unpatched: a task that finds its team's slot taken
+(`lifecycle.claim_team_slot`, a slot being `lifecycle.slot_seconds()` = interval + min(1 s, 10 %))
+re-enqueues itself for its turn (`lifecycle.turn_of`: after the team's queued videos created
+before it), so each waiting task should wake about once instead of at every freed slot.
 
 Reported: total against the bound (10 per team x 1 s, teams in parallel: 10 s), per team the
-first and last upload start, the smallest and mean gap between one team's uploads (must be
->= the interval), 0429 answers (should be 0), and a breakdown of where the time beyond the bound
-goes: worker start-up, the slot margin (`lifecycle.claim_team_slot` adds 10 % of the interval,
-at most 1 s), and how late each team's next task claims the freed slot (every paced task of a
-team re-enqueues itself for the same instant, so each slot wakes all of them).
-
-Unless --no-patched, the same scenario runs again with PATCHED workers (a bench-only wrapper
-around `db_worker` that monkeypatches the candidate changes in its own process; NOT the shipped
-code), so the recommendation comes with a measured number.
+first and last upload start, the smallest, mean and largest gap between one team's uploads
+(the smallest must be >= the interval), slots that went unused (a gap of two slots or more),
+0429 answers (should be 0), whether the team's uploads reached memories.ai in creation order
+(matched by video number to `created_at`), the relay task runs against the old all-wake-at-once
+count (n + (n-1) + ... + 1 per team of n videos: 550 here) and the turn-based ideal (1 + 2 (n-1)
+per team: 190 here), how often two waiting tasks of a team were parked for the same turn, and
+where the time beyond the bound goes: worker start-up, the slot margin, and how late each freed
+slot is claimed (a worker with nothing due sleeps the 0.1 s poll interval). The bound is tight:
+10 uploads need 9 slots of 1.1 s, 9.9 s, before any start-up.
 """
 
 import argparse
@@ -48,7 +53,7 @@ import sys
 import time
 import urllib.request
 from collections import Counter, defaultdict
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -60,6 +65,7 @@ START, END = f"<!-- {NAME}:start -->", f"<!-- {NAME}:end -->"
 PG = ["-h", "127.0.0.1", "-p", "5432", "-U", "postgres"]
 SAMPLE = ROOT / "tests" / "data" / "sample-h264-aac.mp4"
 WORKER_ARGS = ["db_worker", "--queue-name", "relay", "--no-reload", "--interval", "0.1"]
+LABEL = "relay"
 
 
 # --- environment and database -----------------------------------------------------------------
@@ -113,12 +119,22 @@ def machine():
     mem_kib = int(re.search(r"MemTotal:\s+(\d+)", Path("/proc/meminfo").read_text()).group(1))
     pg = run(["psql", *PG, "-Atc", "show server_version", "postgres"]).stdout.strip()
     return {"nproc": os.cpu_count(), "mem_gib": round(mem_kib / 1024 / 1024), "python": platform.python_version(),
-            "postgres": pg, "kernel": platform.release()}
+            "postgres": pg, "kernel": platform.release(), "load": [round(x, 2) for x in os.getloadavg()]}
 
 
-def machine_busy():
+def cpu_seconds():
     fields = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
     return (sum(fields) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")
+
+
+def slot_margin(interval):
+    """The shipped margin, read from `lifecycle.slot_seconds()` itself at this interval."""
+    from django.test import override_settings
+
+    from uploads import lifecycle
+
+    with override_settings(MEMPORTAL_UPLOAD_INTERVAL_SECONDS=interval):
+        return lifecycle.slot_seconds() - interval
 
 
 # --- processes ---------------------------------------------------------------------------------
@@ -126,8 +142,8 @@ def machine_busy():
 class Emulator:
     """`manage.py memories_emulator` on a free loopback port, in its own process."""
 
-    def __init__(self, keys, interval, label):
-        self.log = VAR / f"emulator-{label}.log"
+    def __init__(self, keys, interval):
+        self.log = VAR / "emulator.log"
         env = bench_env(MEMORIES_EMULATOR_KEYS=",".join(keys))
         with open(self.log, "w") as log:
             self.proc = subprocess.Popen(
@@ -156,15 +172,11 @@ class Emulator:
                 self.proc.wait()
 
 
-def start_worker(env, label, index, patched):
-    if patched:
-        env = {**env, "BENCH_PATCH_MARGIN": str(patched)}
-    log = open(VAR / f"worker-{label}-{index}.log", "w")
-    if patched:
-        argv = [sys.executable, str(Path(__file__).resolve()), "_patched_worker", *WORKER_ARGS]
-    else:
-        argv = [sys.executable, "manage.py", *WORKER_ARGS]
-    return subprocess.Popen(argv, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT), log
+def start_worker(env, index):
+    log = open(VAR / f"worker-{index}.log", "w")
+    proc = subprocess.Popen([sys.executable, "manage.py", *WORKER_ARGS], cwd=ROOT, env=env,
+                            stdout=log, stderr=subprocess.STDOUT)
+    return proc, log
 
 
 def stop_workers(workers):
@@ -180,68 +192,9 @@ def stop_workers(workers):
         log.close()
 
 
-# --- PATCHED in-bench candidate (NOT the shipped code) -----------------------------------------
-
-def patched_worker(argv):
-    """A db_worker with patch_text()'s candidate monkeypatched into `lifecycle.claim_team_slot`, in
-    this process only; `tasks.relay_video` is unchanged and calls it through the module."""
-    import django
-
-    sys.path.insert(0, str(ROOT))
-    django.setup()
-    from django.conf import settings
-    from django.core.management import call_command
-    from django.db.models import Q
-    from django.utils import timezone
-    from django_tasks_db.models import DBTaskResult, get_date_max
-
-    from uploads import lifecycle
-    from uploads.models import Team, Video
-
-    def claim_team_slot(team_id):
-        now = timezone.now()
-        interval = settings.MEMPORTAL_UPLOAD_INTERVAL_SECONDS
-        margin = min(PATCH_MARGIN, interval * 0.1)  # (1) shipped: min(1.0, interval * 0.1)
-        taken = Team.objects.filter(pk=team_id).filter(
-            Q(next_upload_at__isnull=True) | Q(next_upload_at__lte=now)
-        ).update(next_upload_at=now + timedelta(seconds=interval + margin))
-        if taken:
-            return None
-        free_at = Team.objects.values_list("next_upload_at", flat=True).get(pk=team_id)
-        # (2) shipped: return free_at, so every waiting task of the team wakes at that instant.
-        queued = [str(pk) for pk in Video.objects.filter(team_id=team_id, status=Video.Status.QUEUED)
-                  .values_list("pk", flat=True)]
-        parked = list(DBTaskResult.objects.filter(
-            status="READY", queue_name="relay", task_path="uploads.tasks.relay_video",
-            run_after__gt=now, run_after__lt=get_date_max(), args_kwargs__args__0__in=queued,
-        ).values_list("run_after", flat=True))
-        step = timedelta(seconds=interval + margin)  # what one upload slot really takes
-        for _ in range(len(parked) + 1):
-            if not any(abs(p - free_at) < step / 2 for p in parked):
-                break
-            free_at += step
-        return free_at
-
-    PATCH_MARGIN = float(os.environ.get("BENCH_PATCH_MARGIN", "1.0"))
-    lifecycle.claim_team_slot = claim_team_slot
-    call_command(*argv)
-
-
-def patch_text(margin):
-    first = ("the slot margin is unchanged (min(1 s, 10 % of the interval)); " if margin >= 1.0 else
-             f"(1) the slot margin is min({margin:g} s, 10 % of the interval) instead of min(1 s, 10 %); ")
-    return (
-        "PATCHED in-bench (NOT shipped), in `lifecycle.claim_team_slot` only: " + first
-        + ("(2) " if margin < 1.0 else "")
-        + "when the slot is taken, it returns the first time from `next_upload_at` on, in steps of "
-        "interval + margin, that no other parked relay task of the team is already waiting for, instead of "
-        "`next_upload_at` itself, so a freed slot wakes about one task instead of every waiting one. The "
-        "claim is still the conditional UPDATE, so a wrong guess costs one more paced run, never a 0429.")
-
-
 # --- scenario ----------------------------------------------------------------------------------
 
-def seed(teams, per_team, label):
+def seed(teams, per_team):
     """Teams, keys, members; then every video through create_video, as the upload view does."""
     from django.contrib.auth import get_user_model
     from django.core.files.uploadedfile import SimpleUploadedFile
@@ -253,12 +206,12 @@ def seed(teams, per_team, label):
     digest = hashlib.sha256(data).hexdigest()
     created = []
     for t in range(teams):
-        raw_key = f"sk-mavi-bench-{secrets.token_hex(12)}-{label[:1].upper()}{t:03d}"
-        team = Team.objects.create(name=f"{label} team {t:02d}", slug=f"{label}-team-{t:02d}")
+        raw_key = f"sk-mavi-bench-{secrets.token_hex(12)}-T{t:03d}"
+        team = Team.objects.create(name=f"team {t:02d}", slug=f"{LABEL}-team-{t:02d}")
         key = ApiKey(team=team, label="bench key")
         key.set_secret(raw_key)
         key.save()
-        owner = get_user_model().objects.create_user(username=f"{label}-member-{t:02d}",
+        owner = get_user_model().objects.create_user(username=f"{LABEL}-member-{t:02d}",
                                                      password=secrets.token_urlsafe(16))
         Membership.objects.create(user=owner, team=team, role=Membership.Role.MEMBER)
         created.append({"team": team, "key": raw_key, "tail": "…" + raw_key[-4:]})
@@ -269,24 +222,24 @@ def seed(teams, per_team, label):
     return created
 
 
-def run_scenario(args, label, patched):
+def run_scenario(args):
     from django.db import connection
-
-    from uploads.models import Video, VideoEvent
     from django_tasks_db.models import DBTaskResult
 
-    created = seed(args.teams, args.per_team, label)
+    from uploads.models import Video, VideoEvent
+
+    created = seed(args.teams, args.per_team)
     team_ids = [c["team"].pk for c in created]
     total_videos = args.teams * args.per_team
-    emulator = Emulator([c["key"] for c in created], args.interval, label)
+    emulator = Emulator([c["key"] for c in created], args.interval)
     env = bench_env(MEMPORTAL_UPLOAD_INTERVAL_SECONDS=args.interval, MEMORIES_API_BASE_URL=emulator.base_url)
     videos = Video.objects.filter(team_id__in=team_ids)
-    busy0 = machine_busy()
+    cpu0, load0 = cpu_seconds(), os.getloadavg()[0]
     workers = []
     try:
         t0 = time.time()
         m0 = time.monotonic()
-        workers = [start_worker(env, label, i, patched) for i in range(args.workers)]
+        workers = [start_worker(env, i) for i in range(args.workers)]
         deadline = m0 + args.timeout
         done_at = None
         while time.monotonic() < deadline:
@@ -296,8 +249,7 @@ def run_scenario(args, label, patched):
             if any(proc.poll() is not None for proc, _ in workers):
                 break
             time.sleep(0.05)
-        polled = (done_at - t0) if done_at else None
-        busy = machine_busy() - busy0
+        cpu = cpu_seconds() - cpu0
         wall = time.monotonic() - m0
         state = emulator.state()
     finally:
@@ -306,58 +258,78 @@ def run_scenario(args, label, patched):
     connection.close()
 
     statuses = Counter(videos.values_list("status", flat=True))
+    info = {str(pk): (team_id, created_at.timestamp(), str(pk), video_no)
+            for pk, team_id, created_at, video_no in videos.values_list("pk", "team_id", "created_at", "video_no")}
+    by_video_no = {v[3]: v for v in info.values() if v[3]}
     events = list(VideoEvent.objects.filter(video__team_id__in=team_ids)
-                  .values_list("video_id", "video__team_id", "to_status", "from_status", "created_at"))
+                  .values_list("video__team_id", "to_status", "from_status", "created_at"))
     claims = defaultdict(list)  # team -> claim times (the "sending" event, right after the slot claim)
     processing_at = []
-    for video_id, team_id, to_status, from_status, created_at in events:
+    for team_id, to_status, from_status, created_at in events:
         if to_status == "sending":
             claims[team_id].append(created_at.timestamp() - t0)
         if to_status == "processing" and from_status == "sending":
             processing_at.append(created_at.timestamp() - t0)
-    runs = list(DBTaskResult.objects.filter(task_path__endswith="relay_video")
-                .filter(args_kwargs__args__0__in=[str(pk) for pk in videos.values_list("pk", flat=True)])
-                .values_list("return_value", "status", "started_at", "finished_at"))
+    runs = list(DBTaskResult.objects.filter(queue_name="relay", task_path__endswith="relay_video",
+                                            args_kwargs__args__0__in=list(info))
+                .values_list("args_kwargs", "return_value", "status", "started_at", "finished_at",
+                             "run_after", "enqueued_at"))
+    runs_per_team = Counter(info[a["args"][0]][0] for a, *_ in runs)
+    # Rows the workers enqueued (a paced task parking itself for its turn), per team, by turn (to the ms):
+    # two of them for the same turn means one slot had nobody waiting for it.
+    turns = defaultdict(list)
+    for a, _, _, _, _, run_after, enqueued_at in runs:
+        if enqueued_at.timestamp() >= t0:
+            turns[info[a["args"][0]][0]].append(round(run_after.timestamp(), 3))
     by_tail = {c["tail"]: c["team"] for c in created}
     uploads = defaultdict(list)
     codes = Counter()
     for upload in state["uploads"]:
         team = by_tail.get(upload["key_tail"])
-        if team is None:
-            continue
-        codes[upload["code"]] += 1
-        uploads[team.pk].append((upload["started_at"] - t0, upload["code"]))
+        if team is not None:
+            codes[upload["code"]] += 1
+            uploads[team.pk].append((upload["started_at"] - t0, upload["code"], upload.get("video_no")))
+
+    slot = args.interval + slot_margin(args.interval)
     teams = []
     for c in created:
         team = c["team"]
-        accepted = sorted(t for t, code in uploads[team.pk] if code == "0000")
-        gaps = [b - a for a, b in zip(accepted, accepted[1:])]
+        accepted = sorted((t, no) for t, code, no in uploads[team.pk] if code == "0000")
+        starts = [t for t, _ in accepted]
+        gaps = [b - a for a, b in zip(starts, starts[1:])]
         claim_times = sorted(claims[team.pk])
-        claim_gaps = [b - a for a, b in zip(claim_times, claim_times[1:])]
+        # Creation order: the order memories.ai saw the team's videos vs (created_at, pk), as turn_of counts.
+        sent_order = [by_video_no[no][1:3] for _, no in accepted if no in by_video_no]
+        in_order = len(sent_order) == args.per_team and sent_order == sorted(sent_order)
         teams.append({"name": team.name, "tail": c["tail"], "uploads": len(uploads[team.pk]),
-                      "accepted": len(accepted), "r0429": sum(1 for _, code in uploads[team.pk] if code == "0429"),
-                      "first": accepted[0] if accepted else None, "last": accepted[-1] if accepted else None,
+                      "accepted": len(accepted), "r0429": sum(1 for _, code, _ in uploads[team.pk] if code == "0429"),
+                      "first": starts[0] if starts else None, "last": starts[-1] if starts else None,
                       "min_gap": min(gaps) if gaps else None, "mean_gap": statistics.mean(gaps) if gaps else None,
-                      "claim_gaps": claim_gaps, "claims": claim_times})
+                      "max_gap": max(gaps) if gaps else None, "in_order": in_order,
+                      "claim_gaps": [b - a for a, b in zip(claim_times, claim_times[1:])],
+                      "task_runs": runs_per_team[team.pk],
+                      "shared_turns": len(turns[team.pk]) - len(set(turns[team.pk])),
+                      "lost_slots": sum(max(0, round(g / slot) - 1) for g in gaps)})
     # Claim -> request arrival at memories.ai: what the slot margin has to cover.
     claim_to_request = []
     for c in created:
-        starts = sorted(t for t, code in uploads[c["team"].pk])
-        for claim, start in zip(sorted(claims[c["team"].pk]), starts):
-            claim_to_request.append(start - claim)
-    run_kinds = Counter(str(rv) for rv, status, *_ in runs)
-    started = sorted(s.timestamp() - t0 for _, _, s, _ in runs if s)
-    finished = [(f - s).total_seconds() for _, _, s, f in runs if s and f]
+        starts = sorted(t for t, _, _ in uploads[c["team"].pk])
+        claim_to_request += [start - claim for claim, start in zip(sorted(claims[c["team"].pk]), starts)]
+    started = sorted(s.timestamp() - t0 for _, _, _, s, *_ in runs if s)
+    finished = [(f - s).total_seconds() for _, _, _, s, f, *_ in runs if s and f]
     return {
-        "label": label, "patched": patched, "videos": total_videos, "statuses": dict(statuses),
-        "total": (max(processing_at) if len(processing_at) == total_videos else None), "polled": polled,
-        "wall": wall, "cpu_busy": busy, "first_task_start": started[0] if started else None,
+        "videos": total_videos, "statuses": dict(statuses),
+        "total": (max(processing_at) if len(processing_at) == total_videos else None),
+        "polled": (done_at - t0) if done_at else None, "wall": wall, "cpu_seconds": cpu, "load_at_start": load0,
+        "first_task_start": started[0] if started else None,
         "first_upload": min((t["first"] for t in teams if t["first"] is not None), default=None),
-        "teams": teams, "codes": dict(codes), "task_runs": len(runs), "run_kinds": dict(run_kinds),
+        "teams": teams, "codes": dict(codes), "task_runs": len(runs),
+        "run_kinds": dict(Counter(str(rv) for _, rv, *_ in runs)),
+        "run_statuses": dict(Counter(str(st) for _, _, st, *_ in runs)),
         "task_seconds_median": statistics.median(finished) if finished else None,
         "claim_to_request_max": max(claim_to_request) if claim_to_request else None,
         "claim_to_request_median": statistics.median(claim_to_request) if claim_to_request else None,
-        "interval": args.interval,
+        "interval": args.interval, "margin": slot - args.interval,
     }
 
 
@@ -367,53 +339,70 @@ def fmt(x, spec=".2f", none="–"):
     return none if x is None else format(x, spec)
 
 
+def old_runs(teams, per_team):
+    """The old all-wake-at-once count: n + (n-1) + ... + 1 runs per team of n videos."""
+    return teams * per_team * (per_team + 1) // 2
+
+
+def ideal_runs(teams, per_team):
+    """Each waiting task paced once, then sent: 1 + 2 (n-1) runs per team of n videos."""
+    return teams * (2 * per_team - 1)
+
+
 def team_table(r):
     lines = ["| team (key) | uploads accepted | first upload start (s) | last upload start (s) | smallest gap (s) "
-             "| mean gap (s) | 0429 answers |", "|---|---|---|---|---|---|---|"]
+             "| mean gap (s) | largest gap (s) | slots lost | 0429 answers | in creation order | relay task runs "
+             "| tasks parked for a taken turn |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for t in r["teams"]:
         lines.append(f"| {t['name']} ({t['tail']}) | {t['accepted']} | {fmt(t['first'])} | {fmt(t['last'])} | "
-                     f"{fmt(t['min_gap'], '.3f')} | {fmt(t['mean_gap'], '.3f')} | {t['r0429']} |")
+                     f"{fmt(t['min_gap'], '.3f')} | {fmt(t['mean_gap'], '.3f')} | {fmt(t['max_gap'], '.3f')} | "
+                     f"{t['lost_slots']} | {t['r0429']} | {'yes' if t['in_order'] else 'NO'} | {t['task_runs']} | "
+                     f"{t['shared_turns']} |")
     return "\n".join(lines)
 
 
-def lateness(r):
-    """How late each claim came after the slot freed (claim gap - interval - shipped/patched margin)."""
-    margin = min(r["patched"] or 1.0, r["interval"] * 0.1)
-    late = [g - r["interval"] - margin for t in r["teams"] for g in t["claim_gaps"]]
-    return margin, late
-
-
-def summary_rows(r, bound):
-    margin, late = lateness(r)
-    gaps = [t["mean_gap"] for t in r["teams"] if t["mean_gap"] is not None]
-    min_gap = min((t["min_gap"] for t in r["teams"] if t["min_gap"] is not None), default=None)
-    last_first = max((t["first"] for t in r["teams"] if t["first"] is not None), default=None)
+def summary(r, bound):
+    """How late each claim came after the slot freed: claim gap - interval - margin."""
+    late = [g - r["interval"] - r["margin"] for t in r["teams"] for g in t["claim_gaps"]]
+    mean_gaps = [t["mean_gap"] for t in r["teams"] if t["mean_gap"] is not None]
+    kinds = r["run_kinds"]
     return {
-        "total": r["total"], "bound": bound, "first_task": r["first_task_start"], "first_upload": r["first_upload"],
-        "last_team_first": last_first, "mean_gap": statistics.mean(gaps) if gaps else None, "min_gap": min_gap,
-        "margin": margin, "late_median": statistics.median(late) if late else None,
-        "late_max": max(late) if late else None, "r0429": r["codes"].get("0429", 0),
-        "task_runs": r["task_runs"], "run_kinds": r["run_kinds"],
+        "total": r["total"], "bound": bound,
+        "min_gap": min((t["min_gap"] for t in r["teams"] if t["min_gap"] is not None), default=None),
+        "max_gap": max((t["max_gap"] for t in r["teams"] if t["max_gap"] is not None), default=None),
+        "mean_gap": statistics.mean(mean_gaps) if mean_gaps else None,
+        "last_team_first": max((t["first"] for t in r["teams"] if t["first"] is not None), default=None),
+        "late_median": statistics.median(late) if late else None, "late_max": max(late) if late else None,
+        "r0429": r["codes"].get("0429", 0), "in_order": sum(t["in_order"] for t in r["teams"]),
+        "sent": kinds.get("sent", 0), "paced": kinds.get("paced", 0),
+        "lost_slots": sum(t["lost_slots"] for t in r["teams"]),
+        "shared_turns": sum(t["shared_turns"] for t in r["teams"]),
+        "teams_lost": [t["name"] for t in r["teams"] if t["lost_slots"]],
     }
 
 
-def overview_table(results, bound):
-    lines = ["| workers | all 100 `processing` after (s) | bound (s) | first task picked up (s) | first upload (s) "
-             "| last team's first upload (s) | mean gap between a team's uploads (s) | smallest gap (s) "
-             "| claim later than slot free: median / max (s) | 0429 | relay task runs (sent + paced + other) |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
-    for r in results:
-        s = summary_rows(r, bound)
-        kinds = r["run_kinds"]
-        sent = kinds.get("sent", 0)
-        paced = sum(v for k, v in kinds.items() if k.startswith("paced"))
-        lines.append(
-            f"| {'PATCHED in-bench (not shipped)' if r['patched'] else 'shipped'} | {fmt(s['total'])} | {bound:g} | "
-            f"{fmt(s['first_task'])} | {fmt(s['first_upload'])} | {fmt(s['last_team_first'])} | "
-            f"{fmt(s['mean_gap'], '.3f')} | {fmt(s['min_gap'], '.3f')} | "
-            f"{fmt(s['late_median'], '.3f')} / {fmt(s['late_max'], '.3f')} | {s['r0429']} | "
-            f"{r['task_runs']} ({sent} + {paced} + {r['task_runs'] - sent - paced}) |")
-    return "\n".join(lines)
+def overview_table(r, bound, args):
+    s = summary(r, bound)
+    return "\n".join([
+        f"| all {r['videos']} `processing` after (s) | bound (s) | first task picked up (s) | first upload (s) "
+        "| last team's first upload (s) | gap between a team's uploads: smallest / mean / largest (s) "
+        "| claim later than slot free: median / max (s) | slots lost | 0429 | teams in creation order "
+        "| relay task runs (sent + paced + other) | old all-wake count | turn-based ideal |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        f"| {fmt(s['total'])} | {bound:g} | {fmt(r['first_task_start'])} | {fmt(r['first_upload'])} | "
+        f"{fmt(s['last_team_first'])} | {fmt(s['min_gap'], '.3f')} / {fmt(s['mean_gap'], '.3f')} / "
+        f"{fmt(s['max_gap'], '.3f')} | {fmt(s['late_median'], '.3f')} / {fmt(s['late_max'], '.3f')} | "
+        f"{s['lost_slots']} | {s['r0429']} | {s['in_order']} of {len(r['teams'])} | "
+        f"{r['task_runs']} ({s['sent']} + {s['paced']} + {r['task_runs'] - s['sent'] - s['paced']}) | "
+        f"{old_runs(args.teams, args.per_team)} | "
+        f"{ideal_runs(args.teams, args.per_team)} |",
+    ])
+
+
+def passed(r, args):
+    return (r["total"] is not None and r["codes"].get("0429", 0) == 0
+            and all(t["min_gap"] is None or t["min_gap"] >= args.interval for t in r["teams"])
+            and all(t["in_order"] for t in r["teams"]))
 
 
 def main():
@@ -423,10 +412,6 @@ def main():
     parser.add_argument("--interval", type=float, default=1.0, help="MEMPORTAL_UPLOAD_INTERVAL_SECONDS")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--timeout", type=float, default=180, help="give up waiting after this many seconds")
-    parser.add_argument("--no-patched", dest="patched", action="store_false",
-                        help="skip the run with the PATCHED in-bench workers")
-    parser.add_argument("--patch-margin", type=float, default=1.0,
-                        help="the PATCHED run's slot margin cap in seconds (shipped: 1.0)")
     parser.add_argument("--write-docs", action="store_true")
     parser.add_argument("--docs-from-json", action="store_true",
                         help="write the docs section again from the last run's var/bench-relay_teams/results.json")
@@ -435,8 +420,7 @@ def main():
         saved = json.loads((VAR / "results.json").read_text())
         sys.argv[1:] = saved["argv"]
         saved_args = argparse.Namespace(**saved["args"])
-        write_docs(saved_args, saved["machine"], datetime.fromisoformat(saved["started"]), saved["results"],
-                   saved_args.per_team * saved_args.interval)
+        write_docs(saved_args, saved["machine"], datetime.fromisoformat(saved["started"]), saved["result"])
         print(f"wrote the {NAME} section of {DOCS.relative_to(ROOT)} from the saved results")
         return 0
     if not (1 <= args.teams <= 50 and 1 <= args.per_team <= 50 and 1 <= args.workers <= 8
@@ -449,40 +433,33 @@ def main():
     info = machine()
     started = datetime.now(UTC)
     env = bench_env()
-    print(f"setting up {DB_NAME} ...", flush=True)
+    print(f"load average {info['load']}; setting up {DB_NAME} ...", flush=True)
     setup_database(env)
     django_setup(env)
     bound = args.per_team * args.interval
-    results = []
-    for label, patched in [("shipped", False)] + ([("patched", args.patch_margin)] if args.patched else []):
-        print(f"{label}: {args.teams} teams x {args.per_team} videos, {args.workers} relay workers, "
-              f"interval {args.interval} s ...", flush=True)
-        r = run_scenario(args, label, patched)
-        results.append(r)
-        print(f"  all processing after {fmt(r['total'])} s (bound {bound} s); statuses {r['statuses']}; "
-              f"0429: {r['codes'].get('0429', 0)}; task runs {r['task_runs']} {r['run_kinds']}; claim -> request "
-              f"median {fmt(r['claim_to_request_median'], '.3f')} s, max {fmt(r['claim_to_request_max'], '.3f')} s",
-              flush=True)
+    print(f"{args.teams} teams x {args.per_team} videos, {args.workers} relay workers, "
+          f"interval {args.interval} s ...", flush=True)
+    r = run_scenario(args)
+    print(f"  all processing after {fmt(r['total'])} s (bound {bound} s); statuses {r['statuses']}; "
+          f"0429: {r['codes'].get('0429', 0)}; task runs {r['task_runs']} {r['run_kinds']} "
+          f"(old all-wake count {old_runs(args.teams, args.per_team)}); claim -> request median "
+          f"{fmt(r['claim_to_request_median'], '.3f')} s, max {fmt(r['claim_to_request_max'], '.3f')} s; "
+          f"{r['cpu_seconds']:.1f} CPU-s busy in {r['wall']:.1f} s", flush=True)
     print()
-    print(overview_table(results, bound))
-    for r in results:
-        print()
-        print(f"{r['label']}:")
-        print(team_table(r))
-    (VAR / "results.json").write_text(json.dumps({"machine": info, "results": results, "argv": sys.argv[1:],
+    print(overview_table(r, bound, args))
+    print()
+    print(team_table(r))
+    (VAR / "results.json").write_text(json.dumps({"machine": info, "result": r, "argv": sys.argv[1:],
                                                   "started": started.isoformat(), "args": vars(args)},
                                                  indent=2, default=str))
     if args.write_docs:
-        write_docs(args, info, started, results, bound)
+        write_docs(args, info, started, r)
         print(f"\nwrote the {NAME} section of {DOCS.relative_to(ROOT)}")
-    shipped = results[0]
-    ok = (shipped["total"] is not None and shipped["codes"].get("0429", 0) == 0
-          and all(t["min_gap"] is None or t["min_gap"] >= args.interval for t in shipped["teams"]))
-    return 0 if ok else 1
+    return 0 if passed(r, args) else 1
 
 
-def write_docs(args, info, started, results, bound):
-    section = render_docs(args, info, started, results, bound)
+def write_docs(args, info, started, r):
+    section = render_docs(args, info, started, r)
     text = DOCS.read_text() if DOCS.exists() else "# Benchmarks\n"  # re-read right before writing
     block = f"{START}\n{section.strip()}\n{END}"
     if START in text and END in text:
@@ -492,131 +469,146 @@ def write_docs(args, info, started, results, bound):
     DOCS.write_text(text)
 
 
-def render_docs(args, info, started, results, bound):
+def render_docs(args, info, started, r):
     command = shlex.join([".venv/bin/python", "bench/relay_teams.py", *sys.argv[1:]])
-    shipped = results[0]
-    s = summary_rows(shipped, bound)
+    bound = args.per_team * args.interval
+    s = summary(r, bound)
     ok_total = s["total"] is not None and s["total"] <= bound
     ok_gap = s["min_gap"] is not None and s["min_gap"] >= args.interval
+    n_teams = len(r["teams"])
+    load = ", ".join(f"{x:g}" for x in info["load"])
     parts = [
         f"## Relay pacing across teams (bench/{NAME}.py)",
         "",
         f"Measured {started:%Y-%m-%d %H:%M} UTC on {info['nproc']} CPUs, {info['mem_gib']} GiB RAM, "
-        f"Linux {info['kernel']}, Python {info['python']}, PostgreSQL {info['postgres']}, with `{command}`.",
+        f"Linux {info['kernel']}, Python {info['python']}, PostgreSQL {info['postgres']}, load average "
+        f"{load} (1/5/15 min) before the run, with `{command}`.",
         "",
-        overview_table(results, bound),
+        overview_table(r, bound, args),
         "",
-        "| target (shipped) | measured | result |",
+        "| target | measured | result |",
         "|---|---|---|",
-        f"| all {shipped['videos']} `processing` within {bound:g} s of the workers' start "
+        f"| all {r['videos']} `processing` within {bound:g} s of the workers' start "
         f"({args.per_team} per team x {args.interval} s, teams in parallel) | {fmt(s['total'])} s | "
         f"{'PASS' if ok_total else 'FAIL'} |",
         f"| every gap between one team's uploads ≥ {args.interval} s | smallest {fmt(s['min_gap'], '.3f')} s | "
         f"{'PASS' if ok_gap else 'FAIL'} |",
         f"| 0429 answers | {s['r0429']} | {'PASS' if not s['r0429'] else 'FAIL'} |",
+        f"| each team's uploads in creation order | {s['in_order']} of {n_teams} teams | "
+        f"{'PASS' if s['in_order'] == n_teams else 'FAIL'} |",
+        f"| relay task runs below the old all-wake count ({old_runs(args.teams, args.per_team)}) | "
+        f"{r['task_runs']} | {'PASS' if r['task_runs'] < old_runs(args.teams, args.per_team) else 'FAIL'} |",
         "",
-        f"Per team, shipped (times in seconds after the workers were started; upload start is when the "
-        "emulator began reading the request, from `GET /_emulator/state`):",
+        "Per team (times in seconds after the workers were started; upload start is when the emulator began "
+        "reading the request, from `GET /_emulator/state`):",
         "",
-        team_table(shipped),
-    ]
-    for r in results[1:]:
-        parts += ["", "Per team, PATCHED in-bench (not shipped):", "", team_table(r)]
-    parts += [
+        team_table(r),
         "",
         "**What is measured.** "
         f"{args.teams} teams, each with its own API key (all known to the emulator) and {args.per_team} videos "
         "created through `lifecycle.create_video` as the upload view does (file stored, then the Video row and "
-        f"its relay task in one transaction), team after team. The emulator (`manage.py memories_emulator "
+        "its relay task in one transaction), team after team. The emulator (`manage.py memories_emulator "
         f"--upload-interval {args.interval} --no-callbacks`, its own process) answers 0429 to an upload that "
         f"starts less than {args.interval} s after the same key's previous one. {args.workers} relay workers "
-        f"run `manage.py {' '.join(WORKER_ARGS)}` with `MEMPORTAL_UPLOAD_INTERVAL_SECONDS={args.interval}`; "
-        "the clock starts right before they are started (so it includes their start-up) and stops at the "
-        "last sending → processing event. Every relay task run is a row in django-tasks-db's table, so the "
-        "runs are counted by what they returned (`sent`, `paced`, ...). \"Claim later than slot free\" is, "
-        "for each of a team's uploads after its first, the time between its `sending` event and the previous "
-        "one, minus the interval and the margin: how long the freed slot stayed unclaimed.",
+        f"run the shipped code, `manage.py {' '.join(WORKER_ARGS)}` with "
+        f"`MEMPORTAL_UPLOAD_INTERVAL_SECONDS={args.interval}`; the clock starts right before they are started "
+        "(so it includes their start-up) and stops at the last sending → processing event. Every relay task "
+        "run is a row in django-tasks-db's table (queue `relay`), counted by what it returned (`sent`, "
+        "`paced`, ...). \"In creation order\" compares the order in which the emulator received a team's "
+        "accepted uploads (matched to videos by video number) with the videos' `created_at`. \"Claim later "
+        "than slot free\" is, for each of a team's uploads after its first, the time between its `sending` "
+        "event and the previous one, minus the interval and the margin: how long the freed slot stayed "
+        "unclaimed. \"Slots lost\" counts the gaps between one team's uploads that spanned two or more slots "
+        "(rounded to whole slots of interval + margin), \"tasks parked for a taken turn\" the rows a paced "
+        "task enqueued for the very same `run_after` (to the ms) as another of its team's.",
         "",
-        analysis(args, results, bound),
+        analysis(args, r, bound),
     ]
     return "\n".join(parts)
 
 
-def analysis(args, results, bound):
-    shipped = results[0]
-    s = summary_rows(shipped, bound)
+def analysis(args, r, bound):
+    s = summary(r, bound)
     if s["total"] is None:
-        return f"**Result.** Not every video reached `processing` within {args.timeout:g} s: {shipped['statuses']}."
+        return f"**Result.** Not every video reached `processing` within {args.timeout:g} s: {r['statuses']}."
     n_gaps = args.per_team - 1
-    interval, margin = args.interval, s["margin"]
-    last_team = max((t for t in shipped["teams"] if t["last"] is not None), key=lambda t: t["last"])
+    interval, margin = args.interval, r["margin"]
+    slot = interval + margin
+    last_team = max((t for t in r["teams"] if t["last"] is not None), key=lambda t: t["last"])
     span = last_team["last"] - last_team["first"]
-    late_sum = span - n_gaps * (interval + margin)
+    late_sum = span - n_gaps * slot
     tail = s["total"] - last_team["last"]
+    old, ideal = old_runs(args.teams, args.per_team), ideal_runs(args.teams, args.per_team)
+    extra = s["paced"] - args.teams * n_gaps
+    floor = n_gaps * slot
     out = [
-        f"**Result: {'within' if s['total'] <= bound else 'above'} the bound.** All {shipped['videos']} videos were "
+        f"**Result: {'within' if s['total'] <= bound else 'above'} the bound.** All {r['videos']} videos were "
         f"`processing` {s['total']:.2f} s after the workers were started, against {bound:g} s "
-        f"({s['total'] / bound - 1:+.0%}). Pacing held: no 0429 ({s['r0429']}), and no two uploads of one team "
-        f"started closer than {fmt(s['min_gap'], '.3f')} s; the teams ran in parallel (every team's first upload "
-        f"within {s['last_team_first'] - s['first_upload']:.2f} s of the first).",
+        f"({s['total'] / bound - 1:+.0%}). Pacing held: 0429 answers: {s['r0429']}, and no two uploads of one "
+        f"team started closer than {fmt(s['min_gap'], '.3f')} s. {s['in_order']} of {len(r['teams'])} teams had "
+        "their uploads reach memories.ai in creation order. The teams ran in parallel (every team's first "
+        f"upload came within {s['last_team_first'] - r['first_upload']:.2f} s of the first).",
+        "**The bound cannot be met at a 1 s interval, and this is why.** "
+        f"{args.per_team} uploads of one team need {n_gaps} gaps, and each gap is one slot of interval + margin "
+        f"(`lifecycle.slot_seconds()`: {interval} s + min(1 s, 10 %) = {slot:g} s), so a team's last upload starts "
+        f"at least {floor:.2f} s after its first. The bound of {bound:g} s leaves {bound - floor:.2f} s for "
+        "everything else: the workers' start-up, the poll interval of 0.1 s (a worker with nothing due sleeps "
+        "that long before it looks again, so a freed slot is claimed up to 0.1 s late) and the last upload.",
         "**Where the time goes**, for the team that finished last "
         f"({last_team['name']}): {s['total']:.2f} s = {last_team['first']:.2f} s until its first upload started "
-        f"+ {n_gaps} gaps x ({interval} s interval + {margin:.3f} s margin) = {n_gaps * (interval + margin):.2f} s "
-        f"+ {late_sum:.2f} s of claims coming late + {tail:.2f} s for the last upload and its transition. "
-        f"(1) Start-up, {s['first_task']:.2f} s to the first task: Python and Django start, then db_worker's random "
-        "0-1 s start-up delay (on unless `--no-startup-delay`). "
-        f"(2) Team order, {s['last_team_first'] - s['first_upload']:.2f} s from the first team's first upload to the "
-        "last team's: the tasks were enqueued team after team, so the workers run a team's waiting tasks (each "
-        "finds the slot taken and re-enqueues itself) before they reach the next team's first one. "
-        f"(3) The slot margin: `claim_team_slot` reserves interval + min(1 s, 10 % of the interval), here "
-        f"{margin:.3f} s per gap, {n_gaps * margin:.2f} s per team. "
-        f"(4) Late claims: a freed slot is claimed a median {s['late_median']:.3f} s (max {s['late_max']:.3f} s) after "
-        "it frees: a worker that finds no due task sleeps `--interval` (0.1 s) before it looks again. "
-        "Since a team needs only {n} gaps for {m} uploads, the bound of {b:g} s leaves {r:.2f} s for all of "
-        "(1)-(4) and the last upload; the margin alone takes {mm:.2f} s of it.".format(
-            n=n_gaps, m=args.per_team, b=bound, r=bound - n_gaps * interval, mm=n_gaps * margin),
-        "**The waiting tasks.** Every paced relay re-enqueues itself for `next_upload_at`, so all of a team's "
-        f"waiting tasks wake at the same instant and all but one re-enqueue again: {shipped['task_runs']} task runs "
-        f"(each a row in the task table) for {shipped['videos']} uploads ({shipped['run_kinds']}), n + (n-1) + ... "
-        "+ 1 runs for a team with n waiting videos. Here that costs CPU and rows, not much time: the runs are a "
-        "few ms each and two workers get through a team's herd between two slots.",
+        f"+ {n_gaps} slots x ({interval} s interval + {margin:.3f} s margin) = {floor:.2f} s "
+        f"+ {late_sum:.2f} s of claims coming late or slots lost ({last_team['lost_slots']} lost) "
+        f"+ {tail:.2f} s for the last upload and its transition. "
+        f"(1) Start-up, {r['first_task_start']:.2f} s to the first task: Python and Django start, then "
+        "db_worker's random 0-1 s start-up delay (on unless `--no-startup-delay`). "
+        f"(2) Team order, {s['last_team_first'] - r['first_upload']:.2f} s from the first team's first upload "
+        "to the last team's: the tasks were enqueued team after team, so the workers run a team's waiting "
+        "tasks (each finds the slot taken and parks itself for its turn) before they reach the next team's "
+        f"first one. (3) The slot margin, {margin:.3f} s per gap, {n_gaps * margin:.2f} s per team. "
+        f"(4) Late claims: a freed slot is claimed a median {s['late_median']:.3f} s (max {s['late_max']:.3f} s, "
+        "lost slots included) after it frees: the 0.1 s poll interval, and a task that woke for its turn a "
+        "little before its slot freed is paced once more.",
     ]
-    if len(results) > 1:
-        p = summary_rows(results[1], bound)
-        out.append(
-            f"**Candidate, measured.** {patch_text(results[1]['patched'])} Same scenario, fresh teams: "
-            f"{results[1]['task_runs']} task runs instead of {shipped['task_runs']} ({results[1]['run_kinds']}), "
-            f"0429: {p['r0429']}, smallest gap {fmt(p['min_gap'], '.3f')} s, all `processing` after "
-            f"{fmt(p['total'])} s (shipped {s['total']:.2f} s; mean gap {fmt(p['mean_gap'], '.3f')} s against "
-            f"{s['mean_gap']:.3f} s): it removes most of the churn, not time, because a parked task that wakes "
-            "a little before its slot frees is paced once more.")
-    ctr_med, ctr_max = shipped["claim_to_request_median"], shipped["claim_to_request_max"]
+    seen = (f"In this run {s['lost_slots']} slot(s) went unused, in {', '.join(s['teams_lost'])}, and "
+            f"{s['shared_turns']} time(s) a waiting task was parked for the same `run_after` as another of its "
+            "team's." if s["lost_slots"] or s["shared_turns"] else
+            "None in this run (0 slots lost, 0 tasks parked for a taken turn). It happens in some runs of this "
+            "bench: then one team shows a gap of two slots, and two of its tasks are parked for the same "
+            "`run_after`.")
     out.append(
-        "**Recommendations.** "
-        f"(a) Keep the margin. It covers the time from the slot claim to memories.ai starting to read the request, "
-        f"here a median {fmt(ctr_med, '.3f')} s and at most {fmt(ctr_max, '.3f')} s on loopback (the smallest gap, "
-        f"{fmt(s['min_gap'], '.3f')} s, left {fmt(None if s['min_gap'] is None else s['min_gap'] - interval, '.3f')} s "
-        f"of the {margin:.3f} s margin), and more over a real network; a 0429 costs far more than the margin (the video goes back to `queued` for "
-        "`MEMPORTAL_RETRY_BASE_SECONDS`, 30 s, and the team's slot is pushed back). In a trial with the margin cut "
-        "to 50 ms (`--patch-margin 0.05`) on a busy machine one upload got 0429 and the run took 33 s. At the "
-        "production interval of 60 s the margin is 1 s per upload (1.7 %). "
-        "(b) Do not wake all of a team's waiting tasks at once: have a paced relay wait behind the team's "
-        "already parked tasks (the candidate above, which halves the task runs here and makes them linear in the "
-        "backlog), or keep one relay task per team and enqueue the next video's when an upload starts. "
-        "It matters for the table, not the clock: at 60 s a team backlog of 100 videos costs 5,050 runs and rows "
-        "with the shipped code. "
-        "(c) The poll interval: the Procfile's relay worker uses `--interval 1`, so a freed slot waits up to 1 s "
-        "(0.5 s on average) when the worker was idle, about 1 % at a 60 s interval; 0.1 s as here costs about "
-        "0.05 s per upload. "
-        "(d) Nothing to do about start-up and team order: they are paid once per backlog, not per upload. "
-        f"With these overheads the bound of {bound:g} s at a 1 s interval cannot be met by tuning alone (the "
-        f"margin is {n_gaps * margin:.1f} s of the {bound - n_gaps * interval:.1f} s of slack); at the production "
-        "interval the same overheads are a few per cent of a team's backlog time.")
+        f"**Slots lost.** {seen} This is how `turn_of` behaves when it runs in a small window. It counts the "
+        "team's `queued` videos created earlier. A video that has just taken the slot (`claim_team_slot`) stays "
+        "`queued` until its `claim_for_relay` commits a moment later. A task of the same team that runs on the "
+        "other worker in that window counts it as ahead and parks one slot late. The next task then computes "
+        "the same turn, and the slot in between has nobody waiting for it. This costs one slot "
+        f"({slot:g} s here, 61 s at the production interval of 60 s) when it happens, and one more paced run "
+        "for each task behind it. It does not cost a 0429 or the order.")
+    out.append(
+        f"**The waiting tasks.** {r['task_runs']} relay task runs (rows in the task table, queue `relay`) for "
+        f"{r['videos']} uploads ({r['run_kinds']}). The old behaviour needed {old}: every paced task re-enqueued "
+        "itself for `next_upload_at`, so all of a team's waiting tasks woke at each freed slot (n + (n-1) + ... "
+        "+ 1 per team of n). With `turn_of` each waiting task is parked for its own turn, so the ideal is "
+        f"1 + 2 (n-1) per team, {ideal} here. The {extra:+d} paced runs beyond that are tasks that woke before "
+        "their slot had freed (an earlier claim came late, or two tasks were parked for the same turn) and "
+        "were parked once more. The count grows linearly with a team's backlog, not quadratically: a team "
+        "backlog of 100 videos needs 1 + 2 x 99 = 199 runs at best, plus re-parks like these, instead of 5,050.")
+    ctr_med, ctr_max = r["claim_to_request_median"], r["claim_to_request_max"]
+    left = None if s["min_gap"] is None else s["min_gap"] - interval
+    out.append(
+        "**Notes.** "
+        f"(a) The margin covers the time from the slot claim to memories.ai starting to read the request, here a "
+        f"median {fmt(ctr_med, '.3f')} s and at most {fmt(ctr_max, '.3f')} s on loopback (more over a real "
+        f"network), against a {margin:.3f} s margin; the smallest gap, {fmt(s['min_gap'], '.3f')} s, was "
+        f"{fmt(left, '.3f')} s above the interval. A 0429 costs far more than the margin: the video goes back "
+        "to `queued` for `MEMPORTAL_RETRY_BASE_SECONDS` and the team's slot is pushed back. At the production "
+        "interval of 60 s the margin is 1 s per upload (1.7 %). "
+        "(b) The Procfile's relay worker polls with `--interval 1`, not 0.1 s as here. In production a freed "
+        "slot can therefore wait up to 1 s (0.5 s on average) when the worker was idle, about 1 % at a 60 s "
+        "interval. "
+        "(c) Start-up and team order are paid once per backlog, not per upload. At the production interval all "
+        "of these overheads are a few per cent of a team's backlog time.")
     return "\n\n".join(out)
 
 
 if __name__ == "__main__":
-    if len(sys.argv) > 1 and sys.argv[1] == "_patched_worker":
-        patched_worker(sys.argv[2:])
-    else:
-        sys.exit(main())
+    sys.exit(main())

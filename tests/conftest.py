@@ -13,6 +13,8 @@ from django.db import connection
 from uploads.emulator import MemoriesEmulator
 from uploads.models import ApiKey, Membership, Team, Video
 
+pytest_plugins = ["tests.browser"]  # the browser_page fixture
+
 DATA = Path(__file__).parent / "data"
 ROOT = Path(__file__).resolve().parent.parent
 TEST_KEY = "sk-mavi-test-0123456789abcdef-K3Y9"
@@ -131,6 +133,19 @@ def make_video(owner, team, *, status=Video.Status.QUEUED, video_no="", name="cl
     return video
 
 
+def store_video(owner, team, api_key, name, content):
+    """What the upload view does: the file into storage, then the Video and its relay task."""
+    import hashlib
+
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    from uploads import lifecycle
+
+    upload = SimpleUploadedFile(name, content, content_type="video/mp4")
+    return lifecycle.create_video(team=team, owner=owner, api_key=api_key, uploaded_file=upload, title="",
+                                  sha256=hashlib.sha256(content).hexdigest())
+
+
 def wait_until(predicate, timeout=15.0, interval=0.1, message="condition"):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -151,6 +166,24 @@ def worker_env(**extra):
                                f"{db['PORT'] or 5432}/{db['NAME']}")
     env.update({key: str(value) for key, value in extra.items()})
     return env
+
+
+def stop_worker(worker):
+    """Stop a worker process (if still running) and return what it printed."""
+    if worker.poll() is None:
+        worker.terminate()
+    return worker.communicate(timeout=20)[0]
+
+
+def relay_with_worker_process(emulator, interval, message, timeout=30):
+    """Run one real relay worker until no video is left short of `processing`."""
+    worker = start_worker_process("relay", MEMORIES_API_BASE_URL=emulator.base_url,
+                                  MEMPORTAL_UPLOAD_INTERVAL_SECONDS=interval)
+    try:
+        wait_until(lambda: not Video.objects.exclude(status="processing").exists(), timeout=timeout,
+                   message=message)
+    finally:
+        stop_worker(worker)
 
 
 def start_worker_process(queue="relay", **env):

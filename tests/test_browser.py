@@ -6,7 +6,7 @@ import pytest
 
 from uploads.models import Video
 
-from .browser import browser_page, sign_in  # noqa: F401  (fixture)
+from .browser import sign_in
 from .conftest import PASSWORD, ROOT, sample, start_worker_process, wait_until
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]

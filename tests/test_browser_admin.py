@@ -5,7 +5,6 @@ import pytest
 
 from uploads.models import ApiKey, Membership, Team
 
-from .browser import browser_page  # noqa: F401  (fixture)
 from .conftest import PASSWORD, make_user
 from .test_browser import shot
 

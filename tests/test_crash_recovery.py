@@ -14,33 +14,18 @@ import time
 from datetime import timedelta
 
 import pytest
-from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management import call_command
 from django.utils import timezone
 from django_tasks_db.models import DBTaskResult
 
-from uploads import lifecycle
 from uploads.management.commands.reconcile import reconcile
 from uploads.models import Video
 
-from .conftest import run_worker, sample, start_worker_process, wait_until
+from .conftest import run_worker, sample, start_worker_process, stop_worker, store_video, wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 MiB = 1024 * 1024
-
-
-def store_video(owner, team, api_key, name, content):
-    """What the upload view does: the file into storage, then the Video and its relay task."""
-    upload = SimpleUploadedFile(name, content, content_type="video/mp4")
-    return lifecycle.create_video(team=team, owner=owner, api_key=api_key, uploaded_file=upload, title="",
-                                  sha256=hashlib.sha256(content).hexdigest())
-
-
-def stop(worker):
-    if worker.poll() is None:
-        worker.terminate()
-    return worker.communicate(timeout=20)[0]
 
 
 def test_a_relay_killed_mid_upload_is_requeued_and_sent_once_more(member, team, api_key, emulator):
@@ -57,7 +42,7 @@ def test_a_relay_killed_mid_upload_is_requeued_and_sent_once_more(member, team, 
         os.kill(worker.pid, signal.SIGKILL)
         worker.wait(timeout=10)
     finally:
-        stop(worker)
+        stop_worker(worker)
     release.set()  # memories.ai gives up on the dead connection
 
     video.refresh_from_db()
@@ -150,7 +135,7 @@ def test_a_relay_with_a_fresh_heartbeat_is_left_alone(member, team, api_key, emu
         assert not DBTaskResult.objects.filter(queue_name="relay", status="READY").exists()
         wait_until(lambda: Video.objects.get(pk=video.pk).status == "processing", message="the relay's answer")
     finally:
-        stop(worker)
+        stop_worker(worker)
 
     assert len(emulator.uploads) == 1
     assert emulator.uploads[0].sha256 == hashlib.sha256(content).hexdigest()

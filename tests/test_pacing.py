@@ -1,11 +1,11 @@
 """Uploads of one team are paced; other teams do not wait for them."""
 
 import pytest
+from django_tasks_db.models import DBTaskResult
 
-from uploads.models import Video
 from uploads.tasks import relay_video
 
-from .conftest import make_video, start_worker_process, wait_until
+from .conftest import make_video, relay_with_worker_process
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -18,14 +18,7 @@ def test_a_teams_uploads_are_at_least_the_interval_apart(member, team, api_key, 
     for video in [*ours, theirs]:
         relay_video.enqueue(str(video.pk), 0)
 
-    worker = start_worker_process("relay", MEMORIES_API_BASE_URL=emulator.base_url,
-                                  MEMPORTAL_UPLOAD_INTERVAL_SECONDS=1)
-    try:
-        wait_until(lambda: not Video.objects.exclude(status="processing").exists(), timeout=30,
-                   message="all four videos relayed")
-    finally:
-        worker.terminate()
-        worker.communicate(timeout=20)
+    relay_with_worker_process(emulator, interval=1, message="all four videos relayed")
 
     ours_starts = sorted(u.started_at for u in emulator.uploads if u.filename.startswith("ours"))
     assert len(ours_starts) == 3
@@ -37,22 +30,13 @@ def test_a_teams_uploads_are_at_least_the_interval_apart(member, team, api_key, 
 
 
 def test_a_teams_waiting_videos_go_in_upload_order_each_waking_near_its_turn(member, team, api_key, emulator):
-    from django_tasks_db.models import DBTaskResult
-
     emulator.upload_interval = 0.5
     count = 8
     videos = [make_video(member, team, name=f"turn-{i}.mp4") for i in range(count)]
     for video in reversed(videos):  # enqueued in the opposite order: the upload order must win
         relay_video.enqueue(str(video.pk), 0)
 
-    worker = start_worker_process("relay", MEMORIES_API_BASE_URL=emulator.base_url,
-                                  MEMPORTAL_UPLOAD_INTERVAL_SECONDS=1)
-    try:
-        wait_until(lambda: not Video.objects.exclude(status="processing").exists(), timeout=30,
-                   message="all eight videos relayed")
-    finally:
-        worker.terminate()
-        worker.communicate(timeout=20)
+    relay_with_worker_process(emulator, interval=1, message="all eight videos relayed")
 
     sent = [u.filename for u in sorted(emulator.uploads, key=lambda u: u.started_at)]
     # The first one goes as soon as a worker picks any task; the others wait their turn, in order.

@@ -5,31 +5,16 @@ import hashlib
 from datetime import timedelta
 
 import pytest
-from django.core.files.uploadedfile import SimpleUploadedFile
 from django.utils import timezone
 from django_tasks_db.models import DBTaskResult
 
-from uploads import lifecycle
 from uploads.models import Team, Video
 
-from .conftest import run_worker, sample, start_worker_process, wait_until
+from .conftest import run_worker, sample, start_worker_process, stop_worker, store_video, wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 SAMPLE = sample("sample-h264-aac.mp4").read_bytes()
-
-
-def store_video(owner, team, api_key, name, content):
-    """What the upload view does: the file into storage, then the Video and its relay task."""
-    upload = SimpleUploadedFile(name, content, content_type="video/mp4")
-    return lifecycle.create_video(team=team, owner=owner, api_key=api_key, uploaded_file=upload, title="",
-                                  sha256=hashlib.sha256(content).hexdigest())
-
-
-def stop(worker):
-    if worker.poll() is None:
-        worker.terminate()
-    return worker.communicate(timeout=20)[0]
 
 
 def test_two_relay_workers_keep_one_teams_uploads_an_interval_apart(member, team, api_key, emulator):
@@ -46,7 +31,7 @@ def test_two_relay_workers_keep_one_teams_uploads_an_interval_apart(member, team
                    message="all four videos relayed")
         assert [worker.poll() for worker in workers] == [None, None]  # both still running
     finally:
-        outputs = [stop(worker) for worker in workers]
+        outputs = [stop_worker(worker) for worker in workers]
 
     assert not any("Traceback" in output for output in outputs), outputs
     uploads = emulator.uploads

@@ -89,6 +89,20 @@ def claim_team_slot(team_id):
     return Team.objects.values_list("next_upload_at", flat=True).get(pk=team_id)
 
 
+def claim_slot_and_video(video, attempt, api_key):
+    """Take the team's slot and the video together: (claimed, when to try again if paced).
+
+    One transaction, so another worker never sees the slot taken while this video still looks
+    queued (it would count it as ahead of itself and wait one slot too long).
+    """
+    with transaction.atomic():
+        slot_free_at = claim_team_slot(video.team_id)
+        claimed = slot_free_at is None and claim_for_relay(video.pk, attempt, api_key)
+    if slot_free_at is not None:
+        return False, turn_of(video, slot_free_at)
+    return claimed, None
+
+
 def turn_of(video, slot_free_at):
     """When this waiting video should try for the slot: after the team's videos queued before it.
 

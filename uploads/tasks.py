@@ -36,11 +36,11 @@ def relay_video(video_id: str, attempt: int):
     if key is None:
         # The video waits in `queued`; fixing the key resumes the team's queue.
         return "no usable key"
-    slot_free_at = lifecycle.claim_team_slot(video.team_id)
-    if slot_free_at is not None:
-        relay_video.using(run_after=lifecycle.turn_of(video, slot_free_at)).enqueue(video_id, attempt)
+    claimed, retry_at = lifecycle.claim_slot_and_video(video, attempt, key)
+    if retry_at is not None:
+        relay_video.using(run_after=retry_at).enqueue(video_id, attempt)
         return "paced"
-    if not lifecycle.claim_for_relay(video.pk, attempt, key):
+    if not claimed:
         return "claimed elsewhere"
 
     last_beat = time.monotonic()
