@@ -22,8 +22,8 @@ MEMORIES_EMULATOR_KEYS, so it answers 0429 to any key's uploads closer than 1 s)
    keeps a row per run, queue `relay`), every video event and every video's creation time.
 
 The relay code is the shipped one, unpatched: a task that finds its team's slot taken
-(`lifecycle.claim_team_slot`, a slot being `lifecycle.slot_seconds()` = interval + min(1 s, 10 %))
-re-enqueues itself for its turn (`lifecycle.turn_of`: after the team's queued videos created
+(`pacing.claim_team_slot`, a slot being `pacing.slot_seconds()` = interval + min(1 s, 10 %))
+re-enqueues itself for its turn (`pacing.turn_of`: after the team's queued videos created
 before it), so each waiting task should wake about once instead of at every freed slot.
 
 Reported: total against the bound (10 per team x 1 s, teams in parallel: 10 s), per team the
@@ -128,13 +128,13 @@ def cpu_seconds():
 
 
 def slot_margin(interval):
-    """The shipped margin, read from `lifecycle.slot_seconds()` itself at this interval."""
+    """The shipped margin, read from `pacing.slot_seconds()` itself at this interval."""
     from django.test import override_settings
 
-    from uploads import lifecycle
+    from uploads import pacing
 
     with override_settings(MEMPORTAL_UPLOAD_INTERVAL_SECONDS=interval):
-        return lifecycle.slot_seconds() - interval
+        return pacing.slot_seconds() - interval
 
 
 # --- processes ---------------------------------------------------------------------------------
@@ -550,7 +550,7 @@ def analysis(args, r, bound):
         f"upload came within {s['last_team_first'] - r['first_upload']:.2f} s of the first).",
         "**The bound cannot be met at a 1 s interval, and this is why.** "
         f"{args.per_team} uploads of one team need {n_gaps} gaps, and each gap is one slot of interval + margin "
-        f"(`lifecycle.slot_seconds()`: {interval} s + min(1 s, 10 %) = {slot:g} s), so a team's last upload starts "
+        f"(`pacing.slot_seconds()`: {interval} s + min(1 s, 10 %) = {slot:g} s), so a team's last upload starts "
         f"at least {floor:.2f} s after its first. The bound of {bound:g} s leaves {bound - floor:.2f} s for "
         "everything else: the workers' start-up, the poll interval of 0.1 s (a worker with nothing due sleeps "
         "that long before it looks again, so a freed slot is claimed up to 0.1 s late) and the last upload.",

@@ -12,9 +12,9 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Q
 from django.utils import timezone
 
+from . import pacing
 from .models import ApiKey, CallbackRecord, Team, Video, VideoEvent
 
 logger = logging.getLogger(__name__)
@@ -67,28 +67,6 @@ def create_video(*, team, owner, api_key, uploaded_file, title, sha256):
 
 # --- Relay --------------------------------------------------------------------------------
 
-def slot_seconds():
-    """One upload slot: the interval plus a margin (10 %, at most 1 s) for the time between the
-    claim and the request reaching memories.ai."""
-    interval = settings.MEMPORTAL_UPLOAD_INTERVAL_SECONDS
-    return interval + min(1.0, interval * 0.1)
-
-
-def claim_team_slot(team_id):
-    """Take the team's upload slot now; return None if taken, else when the slot frees up.
-
-    A conditional UPDATE decides, so several relay workers never start two uploads of one team
-    closer than the interval.
-    """
-    now = timezone.now()
-    taken = Team.objects.filter(pk=team_id).filter(
-        Q(next_upload_at__isnull=True) | Q(next_upload_at__lte=now)
-    ).update(next_upload_at=now + timedelta(seconds=slot_seconds()))
-    if taken:
-        return None
-    return Team.objects.values_list("next_upload_at", flat=True).get(pk=team_id)
-
-
 def claim_slot_and_video(video, attempt, api_key):
     """Take the team's slot and the video together: (claimed, when to try again if paced).
 
@@ -96,36 +74,11 @@ def claim_slot_and_video(video, attempt, api_key):
     queued (it would count it as ahead of itself and wait one slot too long).
     """
     with transaction.atomic():
-        slot_free_at = claim_team_slot(video.team_id)
+        slot_free_at = pacing.claim_team_slot(video.team_id)
         claimed = slot_free_at is None and claim_for_relay(video.pk, attempt, api_key)
     if slot_free_at is not None:
-        return False, turn_of(video, slot_free_at)
+        return False, pacing.turn_of(video, slot_free_at)
     return claimed, None
-
-
-def turn_of(video, slot_free_at):
-    """When this waiting video should try for the slot: after the team's videos queued before it.
-
-    Each waiting relay wakes near its own turn instead of all of them at every free slot, and
-    the team's videos go out in the order they were uploaded.
-    """
-    ahead = (Video.objects.alive()
-             .filter(team_id=video.team_id, status=S.QUEUED)
-             .filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=slot_free_at))
-             .filter(Q(created_at__lt=video.created_at) | Q(created_at=video.created_at, pk__lt=video.pk))
-             .count())
-    return slot_free_at + timedelta(seconds=ahead * slot_seconds())
-
-
-def push_back_team_slot(team_id):
-    """memories.ai said 0429: hold all of the team's uploads back, longer each time."""
-    with transaction.atomic():
-        team = Team.objects.select_for_update().get(pk=team_id)
-        team.upload_backoff_level = min(team.upload_backoff_level + 1, 6)
-        delay = settings.MEMPORTAL_UPLOAD_INTERVAL_SECONDS * (2 ** team.upload_backoff_level)
-        team.next_upload_at = max(team.next_upload_at or timezone.now(), timezone.now() + timedelta(seconds=delay))
-        team.save(update_fields=["upload_backoff_level", "next_upload_at"])
-        return team.next_upload_at
 
 
 def claim_for_relay(video_id, attempt, api_key):
@@ -216,7 +169,7 @@ def relay_failed(video_id, error, api_key=None):
         else:
             run_after = timezone.now() + timedelta(seconds=backoff_seconds(video.attempts))
             if error.rate_limited:
-                run_after = max(run_after, push_back_team_slot(video.team_id))
+                run_after = max(run_after, pacing.push_back_team_slot(video.team_id))
             video.status = S.QUEUED
             video.next_attempt_at = run_after
             video.save()
