@@ -207,7 +207,7 @@ FILE_UPLOAD_HANDLERS = ["uploads.upload_handlers.VideoUploadHandler"]
 FILE_UPLOAD_TEMP_DIR = Path(os.environ.get("MEMPORTAL_UPLOAD_TEMP_DIR", VAR_DIR / "tmp"))
 FILE_UPLOAD_TEMP_DIR.mkdir(parents=True, exist_ok=True)
 FILE_UPLOAD_PERMISSIONS = 0o640
-DATA_UPLOAD_MAX_NUMBER_FILES = 20
+DATA_UPLOAD_MAX_NUMBER_FILES = 50  # per upload form; more answers templates/400.html
 MEMPORTAL_MAX_UPLOAD_BYTES = envint("MEMPORTAL_MAX_UPLOAD_BYTES", 3 * 1000**3)
 
 # memories.ai

@@ -141,3 +141,13 @@ def test_a_user_in_no_team_is_told_so(client, django_user_model):
     client.login(username="lonely", password=PASSWORD)
     assert "not a member of any team" in client.get("/videos/upload/").content.decode()
     assert Team.objects.count() == 0
+
+
+def test_too_many_files_at_once_gets_a_page_that_says_so(client, member, api_key, settings):
+    settings.DATA_UPLOAD_MAX_NUMBER_FILES = 3
+    files = [upload_file(f"{i}.mp4", sample("sample-h264-aac.mp4").read_bytes()) for i in range(4)]
+    client.login(username=member.username, password=PASSWORD)
+    response = client.post("/videos/upload/", {"files": files})
+    assert response.status_code == 400
+    assert "pick at most 50 files at a time" in response.content.decode()
+    assert not Video.objects.exists()

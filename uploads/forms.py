@@ -70,7 +70,7 @@ class MultipleFileField(forms.FileField):
 
 class UploadForm(forms.Form):
     files = MultipleFileField(label="Video files", required=False,
-                              help_text="MP4, MOV, MKV or AVI; you can pick several.")
+                              help_text="MP4, MOV, MKV or AVI; you can pick several (up to 50 at once).")
     title = forms.CharField(max_length=200, required=False,
                             help_text="Optional. With several files, each gets this title and its number.")
     team = forms.ModelChoiceField(queryset=None, empty_label=None)
