@@ -41,13 +41,11 @@ import argparse
 import io
 import json
 import os
-import platform
 import random
 import re
 import secrets
 import shlex
 import shutil
-import signal
 import socket
 import statistics
 import subprocess
@@ -59,68 +57,29 @@ from collections import Counter, defaultdict
 from datetime import UTC, datetime
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+import benchlib
+from benchlib import CLK_TCK, DOCS, PG, ROOT, run
+
 NAME = "callback_load"
 DB_NAME = "memportal_bench_callback_load"
 VAR = ROOT / "var" / f"bench-{NAME}"
 TOOLS = ROOT / "var" / "bench-tools"
-DOCS = ROOT / "docs" / "benchmarks.md"
-START, END = f"<!-- {NAME}:start -->", f"<!-- {NAME}:end -->"
-PG = ["-h", "127.0.0.1", "-p", "5432", "-U", "postgres"]
 TARGET_RPS = 500
 WARMUP_VIDEOS = 50
 CORES = os.cpu_count()
-CLK_TCK = os.sysconf("SC_CLK_TCK")
-_SECRETS = {}
 
 
-# --- environment and database ------------------------------------------------------------------
+# --- environment -------------------------------------------------------------------------------
 
 def bench_env(port=None, workers=None):
-    from cryptography.fernet import Fernet
-
-    if not _SECRETS:  # one set for the bench process and every gunicorn it starts
-        _SECRETS.update(DJANGO_SECRET_KEY=secrets.token_urlsafe(50),
-                        MEMPORTAL_FERNET_KEYS=Fernet.generate_key().decode())
-    env = {**os.environ, **_SECRETS,
-           "DATABASE_URL": f"postgres://postgres@127.0.0.1:5432/{DB_NAME}",
-           "DJANGO_SETTINGS_MODULE": "memportal.settings",
-           "DJANGO_DEBUG": "false", "DJANGO_SECURE_SSL_REDIRECT": "false", "DJANGO_SECURE_COOKIES": "false",
-           "DJANGO_SECURE_HSTS_SECONDS": "0", "DJANGO_ALLOWED_HOSTS": "127.0.0.1,localhost",
-           "MEMPORTAL_STATIC_MANIFEST": "false", "MEMPORTAL_VAR_DIR": str(VAR),
-           "MEMPORTAL_PUBLIC_URL": "", "PYTHONUNBUFFERED": "1",
-           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
-    for name in ("MEMPORTAL_BIND", "WEB_CONCURRENCY", "MEMPORTAL_LOG_LEVEL"):
-        env.pop(name, None)
+    """gunicorn is found on PATH (the venv's bin first); the Procfile's web line reads MEMPORTAL_BIND
+    and WEB_CONCURRENCY, set here only when given."""
+    extra = {"PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
     if port is not None:
-        env["MEMPORTAL_BIND"] = f"127.0.0.1:{port}"
+        extra["MEMPORTAL_BIND"] = f"127.0.0.1:{port}"
     if workers is not None:
-        env["WEB_CONCURRENCY"] = str(workers)
-    return env
-
-
-def run(cmd, env=None, check=True, **kwargs):
-    result = subprocess.run(cmd, cwd=ROOT, env=env, text=True, capture_output=True, **kwargs)
-    if check and result.returncode != 0:
-        raise SystemExit(f"failed: {shlex.join(cmd)}\n{result.stdout}\n{result.stderr}")
-    return result
-
-
-def setup_database():
-    run(["dropdb", *PG, "--if-exists", "--force", DB_NAME])
-    run(["createdb", *PG, DB_NAME])
-    run([sys.executable, "manage.py", "migrate", "--no-input", "-v0"], env=bench_env())
-
-
-def django_setup():
-    import logging
-
-    import django
-
-    os.environ.update(bench_env())
-    sys.path.insert(0, str(ROOT))
-    django.setup()
-    logging.getLogger("uploads").setLevel(logging.WARNING)  # this process only; gunicorn keeps INFO
+        extra["WEB_CONCURRENCY"] = workers
+    return benchlib.bench_env(DB_NAME, VAR, unset=("MEMPORTAL_BIND", "WEB_CONCURRENCY"), **extra)
 
 
 def free_port():
@@ -130,12 +89,9 @@ def free_port():
 
 
 def machine():
-    mem_kib = int(re.search(r"MemTotal:\s+(\d+)", Path("/proc/meminfo").read_text()).group(1))
     wrk = shutil.which("wrk")
-    return {"nproc": CORES, "mem_gib": round(mem_kib / 1024 / 1024), "python": platform.python_version(),
-            "postgres": run(["psql", *PG, "-Atc", "show server_version", "postgres"]).stdout.strip(),
-            "kernel": platform.release(),
-            "wrk": run([wrk, "--version"], check=False).stdout.split(" [")[0] if wrk else "not installed"}
+    return benchlib.machine(
+        wrk=run([wrk, "--version"], check=False).stdout.split(" [")[0] if wrk else "not installed")
 
 
 # --- seeding and checking (ORM, in this process) -----------------------------------------------
@@ -333,11 +289,6 @@ def postgres_pids():
     return [int(p) for p in run(["psql", *PG, "-Atc", sql, "postgres"]).stdout.split()]
 
 
-def machine_busy():
-    fields = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
-    return (sum(fields) - fields[3] - fields[4]) / CLK_TCK  # all but idle and iowait
-
-
 class CpuWindow:
     """CPU seconds of gunicorn (master + workers), PostgreSQL and the whole machine in a window."""
 
@@ -346,11 +297,11 @@ class CpuWindow:
         self.ppids = postgres_pids()
         self.g0 = {pid: proc_cpu(pid) for pid in self.gpids}
         self.p0 = {pid: proc_cpu(pid) for pid in self.ppids}
-        self.m0, self.t0 = machine_busy(), time.monotonic()
+        self.m0, self.t0 = benchlib.busy_seconds(), time.monotonic()
 
     def close(self):
         self.seconds = time.monotonic() - self.t0
-        self.machine = machine_busy() - self.m0
+        self.machine = benchlib.busy_seconds() - self.m0
         self.per_worker = [proc_cpu(pid) - self.g0[pid] for pid in self.gpids[1:]]
         self.gunicorn = proc_cpu(self.gpids[0]) - self.g0[self.gpids[0]] + sum(self.per_worker)
         # Backends that connect during the window (a gunicorn thread's first request) count whole.
@@ -361,9 +312,9 @@ class CpuWindow:
 def other_load(seconds=3.0):
     """Cores used by processes other than PostgreSQL's (idle between runs) over `seconds`."""
     pg = postgres_pids()
-    pg0, m0 = sum(proc_cpu(p) for p in pg), machine_busy()
+    pg0, m0 = sum(proc_cpu(p) for p in pg), benchlib.busy_seconds()
     time.sleep(seconds)
-    return max(machine_busy() - m0 - (sum(proc_cpu(p) for p in pg) - pg0), 0) / seconds
+    return max(benchlib.busy_seconds() - m0 - (sum(proc_cpu(p) for p in pg) - pg0), 0) / seconds
 
 
 def wait_for_quiet(limit):
@@ -420,13 +371,7 @@ class Gunicorn:
             time.sleep(0.2)
 
     def stop(self):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=40)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        benchlib.stop_process(self.proc, 40)
         self.log.close()
 
     def server_errors_logged(self):
@@ -803,7 +748,7 @@ def profile_table(profile):
 # --- docs --------------------------------------------------------------------------------------
 
 def render_docs(args, info, started, results, trips, inprocess, profiled):
-    command = shlex.join([".venv/bin/python", "bench/callback_load.py", *sys.argv[1:]])
+    command = benchlib.command_line(NAME)
     medians = {label: statistics.median(r["rps"] for r in runs) for label, runs in by_config(results).items()}
     all_ok = all(not r["problems"] for r in results)
     total_5xx = sum(r["load"]["c5xx"] for r in results)
@@ -811,8 +756,7 @@ def render_docs(args, info, started, results, trips, inprocess, profiled):
     generator = results[0]["load"]["generator"]
     parts = [
         f"## Callback endpoint under load (bench/{NAME}.py)", "",
-        f"Measured {started:%Y-%m-%d %H:%M} UTC on {info['nproc']} CPUs, {info['mem_gib']} GiB RAM, "
-        f"Linux {info['kernel']}, Python {info['python']}, PostgreSQL {info['postgres']}, {info['wrk']}, "
+        f"Measured {started:%Y-%m-%d %H:%M} UTC on {benchlib.machine_text(info)}, {info['wrk']}, "
         f"with `{command}`.", "",
         summary_table(results), "",
         "| target | measured | result |", "|---|---|---|",
@@ -958,14 +902,7 @@ def analysis(results, medians, trips, inprocess, ref, profiled):
 
 
 def write_docs(args, info, started, results, trips, inprocess, profiled):
-    section = render_docs(args, info, started, results, trips, inprocess, profiled)
-    text = DOCS.read_text() if DOCS.exists() else "# Benchmarks\n"  # re-read right before writing
-    block = f"{START}\n{section.strip()}\n{END}"
-    if START in text and END in text:
-        text = text[:text.index(START)] + block + text[text.index(END) + len(END):]
-    else:
-        text = text.rstrip("\n") + "\n\n" + block + "\n"
-    DOCS.write_text(text)
+    benchlib.write_section(NAME, render_docs(args, info, started, results, trips, inprocess, profiled).strip())
 
 
 # --- main --------------------------------------------------------------------------------------
@@ -994,8 +931,7 @@ def main():
                         help="write the docs section again from the last run's var/bench-callback_load/results.json")
     args = parser.parse_args()
     if args.docs_from_json:
-        saved = json.loads((VAR / "results.json").read_text())
-        sys.argv[1:] = saved["argv"]
+        saved = benchlib.load_results(VAR)
         write_docs(argparse.Namespace(**saved["args"]), saved["machine"], datetime.fromisoformat(saved["started"]),
                    saved["results"], saved["round_trips"], saved["inprocess"], saved["profile"])
         print(f"wrote the {NAME} section of {DOCS.relative_to(ROOT)} from the saved results")
@@ -1011,8 +947,8 @@ def main():
     VAR.mkdir(parents=True, exist_ok=True)
     info, started = machine(), datetime.now(UTC)
     print(f"setting up {DB_NAME} ...", flush=True)
-    setup_database()
-    django_setup()
+    benchlib.setup_database(DB_NAME, bench_env())
+    benchlib.django_setup(bench_env())
     trips = round_trips_per_callback()
     print(f"in-process service time: {args.inprocess} callbacks of each kind, one at a time ...", flush=True)
     inprocess = inprocess_service_time(args.inprocess)
@@ -1040,9 +976,9 @@ def main():
     if profiled and profiled.get("profile"):
         print(f"\nprofile run: {profiled['rps']:.0f} requests/s with py-spy attached")
         print(profile_table(profiled["profile"]))
-    (VAR / "results.json").write_text(json.dumps(
-        {"machine": info, "results": results, "round_trips": trips, "inprocess": inprocess, "profile": profiled,
-         "argv": sys.argv[1:], "started": started.isoformat(), "args": vars(args)}, indent=2, default=str))
+    benchlib.save_results(VAR, {"machine": info, "results": results, "round_trips": trips, "inprocess": inprocess,
+                                "profile": profiled, "argv": sys.argv[1:], "started": started.isoformat(),
+                                "args": vars(args)})
     if args.write_docs:
         write_docs(args, info, started, results, trips, inprocess, profiled)
         print(f"\nwrote the {NAME} section of {DOCS.relative_to(ROOT)}")

@@ -26,20 +26,19 @@ import os
 import platform
 import re
 import resource
-import shlex
 import shutil
 import statistics
 import subprocess
 import sys
 import time
-import urllib.request
 from datetime import UTC, datetime
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+import benchlib
+from benchlib import DOCS, ROOT
+
+NAME = "relay_memory"
 BENCH_DIR = ROOT / "var" / "bench"
-DOCS = ROOT / "docs" / "benchmarks.md"
-START, END = "<!-- relay_memory:start -->", "<!-- relay_memory:end -->"
 KEY = "bench-relay-key-0001"
 UPLOAD_PATH = "/serve/api/video/upload"
 MIB = 1024 * 1024
@@ -104,22 +103,16 @@ class Sink:
     def __init__(self):
         self.log = BENCH_DIR / f"sink-{os.getpid()}.log"
         self.env = django_env("http://127.0.0.1:9")
-        with open(self.log, "w") as log:
-            self.proc = subprocess.Popen(
-                [sys.executable, "manage.py", "memories_emulator", "--port", "0", "--upload-interval", "0",
-                 "--no-callbacks"], cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 30
-        while not (found := re.search(r"emulator on (http://\S+)", self.log.read_text())):
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError(f"the sink did not start:\n{self.log.read_text()}")
-            time.sleep(0.1)
-        self.base_url = found.group(1)
+        self.proc, self.base_url = benchlib.start_emulator(
+            ["--port", "0", "--upload-interval", "0", "--no-callbacks"], self.env, self.log)
+        if self.base_url is None:
+            output = self.log.read_text()  # before stop() removes the log
+            self.stop()
+            raise RuntimeError(f"the sink did not start:\n{output}")
         self.env["MEMORIES_API_BASE_URL"] = self.base_url
 
     def check_last_upload(self, size: int, sha256: str) -> None:
-        with urllib.request.urlopen(self.base_url + "/_emulator/state", timeout=30) as answer:
-            last = json.load(answer)["uploads"][-1]
+        last = benchlib.emulator_state(self.base_url)["uploads"][-1]
         if (last["size"], last["sha256"], last["code"]) != (size, sha256, "0000"):
             raise RuntimeError(f"the sink got something else: {last}")
 
@@ -183,12 +176,9 @@ def report(results: dict[str, list[dict]]) -> tuple[str, bool]:
 
 def cpu_idle(seconds: float) -> float:
     """The machine's idle share of CPU time over the next `seconds` (from /proc/stat)."""
-    def sample():
-        ticks = [int(n) for n in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-        return ticks[3] + ticks[4], sum(ticks)  # idle + iowait, all
-    idle0, all0 = sample()
+    idle0, all0 = benchlib.cpu_ticks()
     time.sleep(seconds)
-    idle1, all1 = sample()
+    idle1, all1 = benchlib.cpu_ticks()
     return (idle1 - idle0) / max(all1 - all0, 1)
 
 
@@ -200,9 +190,9 @@ def machine() -> str:
 
 
 def write_docs(args, tables: str, idle_before: float) -> None:
-    command = shlex.join([".venv/bin/python", "bench/relay_memory.py", *sys.argv[1:]])
-    section = "\n".join([
-        START, "## Relay memory and throughput (bench/relay_memory.py)", "",
+    command = benchlib.command_line(NAME)
+    benchlib.write_section(NAME, "\n".join([
+        "## Relay memory and throughput (bench/relay_memory.py)", "",
         f"Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {machine()}, with `{command}`; CPUs {idle_before:.0%} "
         "idle in the 2 s before (other work on the machine moves MiB/s, not RSS).",
         "",
@@ -220,14 +210,7 @@ def write_docs(args, tables: str, idle_before: float) -> None:
         "without `Expect:` it waits ~45 ms per upload for a 100-continue that requests never asks for.",
         "Both clients share the sink and the machine's cores: the sink's Python multipart parser is the "
         "bottleneck for both, which is why CPU per GiB shows the clients' own cost better than MiB/s.",
-        END,
-    ])
-    text = DOCS.read_text() if DOCS.exists() else "# Benchmarks\n"
-    if START in text and END in text:
-        text = text[:text.index(START)] + section + text[text.index(END) + len(END):]
-    else:
-        text = text.rstrip("\n") + "\n\n" + section + "\n"
-    DOCS.write_text(text)
+    ]))
 
 
 def main() -> int:

@@ -40,91 +40,31 @@ slot is claimed (a worker with nothing due sleeps the 0.1 s poll interval). The 
 
 import argparse
 import hashlib
-import json
 import os
-import platform
-import re
 import secrets
-import shlex
 import signal
 import statistics
 import subprocess
 import sys
 import time
-import urllib.request
 from collections import Counter, defaultdict
 from datetime import UTC, datetime
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+import benchlib
+from benchlib import DOCS, ROOT
+
 NAME = "relay_teams"
 DB_NAME = "memportal_bench_relay_teams"
 VAR = ROOT / "var" / f"bench-{NAME}"
-DOCS = ROOT / "docs" / "benchmarks.md"
-START, END = f"<!-- {NAME}:start -->", f"<!-- {NAME}:end -->"
-PG = ["-h", "127.0.0.1", "-p", "5432", "-U", "postgres"]
 SAMPLE = ROOT / "tests" / "data" / "sample-h264-aac.mp4"
 WORKER_ARGS = ["db_worker", "--queue-name", "relay", "--no-reload", "--interval", "0.1"]
 LABEL = "relay"
 
 
-# --- environment and database -----------------------------------------------------------------
-
-_SECRETS = {}
-
+# --- environment --------------------------------------------------------------------------------
 
 def bench_env(**extra):
-    from cryptography.fernet import Fernet
-
-    if not _SECRETS:
-        _SECRETS.update({"DJANGO_SECRET_KEY": secrets.token_urlsafe(50),
-                         "MEMPORTAL_FERNET_KEYS": Fernet.generate_key().decode()})
-    env = {**os.environ, **_SECRETS,
-           "DATABASE_URL": f"postgres://postgres@127.0.0.1:5432/{DB_NAME}",
-           "DJANGO_SETTINGS_MODULE": "memportal.settings",
-           "DJANGO_DEBUG": "false", "DJANGO_SECURE_SSL_REDIRECT": "false", "DJANGO_SECURE_COOKIES": "false",
-           "DJANGO_SECURE_HSTS_SECONDS": "0", "DJANGO_ALLOWED_HOSTS": "127.0.0.1,localhost",
-           "MEMPORTAL_STATIC_MANIFEST": "false", "MEMPORTAL_VAR_DIR": str(VAR),
-           "MEMPORTAL_PUBLIC_URL": "", "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(ROOT)}
-    env.pop("MEMPORTAL_LOG_LEVEL", None)
-    env.update({k: str(v) for k, v in extra.items()})
-    return env
-
-
-def run(cmd, env=None, check=True, **kwargs):
-    result = subprocess.run(cmd, cwd=ROOT, env=env, text=True, capture_output=True, **kwargs)
-    if check and result.returncode != 0:
-        raise SystemExit(f"failed: {shlex.join(cmd)}\n{result.stdout}\n{result.stderr}")
-    return result
-
-
-def setup_database(env):
-    run(["dropdb", *PG, "--if-exists", "--force", DB_NAME])
-    run(["createdb", *PG, DB_NAME])
-    run([sys.executable, "manage.py", "migrate", "--no-input", "-v0"], env=env)
-
-
-def django_setup(env):
-    import logging
-
-    os.environ.update(env)
-    sys.path.insert(0, str(ROOT))
-    import django
-
-    django.setup()
-    logging.getLogger("uploads").setLevel(logging.WARNING)
-
-
-def machine():
-    mem_kib = int(re.search(r"MemTotal:\s+(\d+)", Path("/proc/meminfo").read_text()).group(1))
-    pg = run(["psql", *PG, "-Atc", "show server_version", "postgres"]).stdout.strip()
-    return {"nproc": os.cpu_count(), "mem_gib": round(mem_kib / 1024 / 1024), "python": platform.python_version(),
-            "postgres": pg, "kernel": platform.release(), "load": [round(x, 2) for x in os.getloadavg()]}
-
-
-def cpu_seconds():
-    fields = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
-    return (sum(fields) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")
+    return benchlib.bench_env(DB_NAME, VAR, PYTHONPATH=ROOT, **extra)
 
 
 def slot_margin(interval):
@@ -145,31 +85,18 @@ class Emulator:
     def __init__(self, keys, interval):
         self.log = VAR / "emulator.log"
         env = bench_env(MEMORIES_EMULATOR_KEYS=",".join(keys))
-        with open(self.log, "w") as log:
-            self.proc = subprocess.Popen(
-                [sys.executable, "manage.py", "memories_emulator", "--host", "127.0.0.1", "--port", "0",
-                 "--upload-interval", f"{interval:g}", "--no-callbacks"],
-                cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 30
-        while not (found := re.search(r"emulator on (http://\S+)", self.log.read_text())):
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                self.stop()
-                raise SystemExit(f"the emulator did not start:\n{self.log.read_text()}")
-            time.sleep(0.1)
-        self.base_url = found.group(1)
+        self.proc, self.base_url = benchlib.start_emulator(
+            ["--host", "127.0.0.1", "--port", "0", "--upload-interval", f"{interval:g}", "--no-callbacks"],
+            env, self.log)
+        if self.base_url is None:
+            self.stop()
+            raise SystemExit(f"the emulator did not start:\n{self.log.read_text()}")
 
     def state(self):
-        with urllib.request.urlopen(self.base_url + "/_emulator/state", timeout=30) as answer:
-            return json.load(answer)
+        return benchlib.emulator_state(self.base_url)
 
     def stop(self):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        benchlib.stop_process(self.proc, 15)
 
 
 def start_worker(env, index):
@@ -234,7 +161,7 @@ def run_scenario(args):
     emulator = Emulator([c["key"] for c in created], args.interval)
     env = bench_env(MEMPORTAL_UPLOAD_INTERVAL_SECONDS=args.interval, MEMORIES_API_BASE_URL=emulator.base_url)
     videos = Video.objects.filter(team_id__in=team_ids)
-    cpu0, load0 = cpu_seconds(), os.getloadavg()[0]
+    cpu0, load0 = benchlib.busy_seconds(), os.getloadavg()[0]
     workers = []
     try:
         t0 = time.time()
@@ -249,7 +176,7 @@ def run_scenario(args):
             if any(proc.poll() is not None for proc, _ in workers):
                 break
             time.sleep(0.05)
-        cpu = cpu_seconds() - cpu0
+        cpu = benchlib.busy_seconds() - cpu0
         wall = time.monotonic() - m0
         state = emulator.state()
     finally:
@@ -417,8 +344,7 @@ def main():
                         help="write the docs section again from the last run's var/bench-relay_teams/results.json")
     args = parser.parse_args()
     if args.docs_from_json:
-        saved = json.loads((VAR / "results.json").read_text())
-        sys.argv[1:] = saved["argv"]
+        saved = benchlib.load_results(VAR)
         saved_args = argparse.Namespace(**saved["args"])
         write_docs(saved_args, saved["machine"], datetime.fromisoformat(saved["started"]), saved["result"])
         print(f"wrote the {NAME} section of {DOCS.relative_to(ROOT)} from the saved results")
@@ -430,12 +356,12 @@ def main():
         parser.error("MEMPORTAL_UPLOAD_INTERVAL_SECONDS is a whole number of seconds")
     args.interval = int(args.interval)
     VAR.mkdir(parents=True, exist_ok=True)
-    info = machine()
+    info = benchlib.machine(load=[round(x, 2) for x in os.getloadavg()])
     started = datetime.now(UTC)
     env = bench_env()
     print(f"load average {info['load']}; setting up {DB_NAME} ...", flush=True)
-    setup_database(env)
-    django_setup(env)
+    benchlib.setup_database(DB_NAME, env)
+    benchlib.django_setup(env)
     bound = args.per_team * args.interval
     print(f"{args.teams} teams x {args.per_team} videos, {args.workers} relay workers, "
           f"interval {args.interval} s ...", flush=True)
@@ -449,9 +375,8 @@ def main():
     print(overview_table(r, bound, args))
     print()
     print(team_table(r))
-    (VAR / "results.json").write_text(json.dumps({"machine": info, "result": r, "argv": sys.argv[1:],
-                                                  "started": started.isoformat(), "args": vars(args)},
-                                                 indent=2, default=str))
+    benchlib.save_results(VAR, {"machine": info, "result": r, "argv": sys.argv[1:],
+                                "started": started.isoformat(), "args": vars(args)})
     if args.write_docs:
         write_docs(args, info, started, r)
         print(f"\nwrote the {NAME} section of {DOCS.relative_to(ROOT)}")
@@ -459,18 +384,11 @@ def main():
 
 
 def write_docs(args, info, started, r):
-    section = render_docs(args, info, started, r)
-    text = DOCS.read_text() if DOCS.exists() else "# Benchmarks\n"  # re-read right before writing
-    block = f"{START}\n{section.strip()}\n{END}"
-    if START in text and END in text:
-        text = text[:text.index(START)] + block + text[text.index(END) + len(END):]
-    else:
-        text = text.rstrip("\n") + "\n\n" + block + "\n"
-    DOCS.write_text(text)
+    benchlib.write_section(NAME, render_docs(args, info, started, r).strip())
 
 
 def render_docs(args, info, started, r):
-    command = shlex.join([".venv/bin/python", "bench/relay_teams.py", *sys.argv[1:]])
+    command = benchlib.command_line(NAME)
     bound = args.per_team * args.interval
     s = summary(r, bound)
     ok_total = s["total"] is not None and s["total"] <= bound
@@ -480,8 +398,7 @@ def render_docs(args, info, started, r):
     parts = [
         f"## Relay pacing across teams (bench/{NAME}.py)",
         "",
-        f"Measured {started:%Y-%m-%d %H:%M} UTC on {info['nproc']} CPUs, {info['mem_gib']} GiB RAM, "
-        f"Linux {info['kernel']}, Python {info['python']}, PostgreSQL {info['postgres']}, load average "
+        f"Measured {started:%Y-%m-%d %H:%M} UTC on {benchlib.machine_text(info)}, load average "
         f"{load} (1/5/15 min) before the run, with `{command}`.",
         "",
         overview_table(r, bound, args),
