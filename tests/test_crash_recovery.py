@@ -18,10 +18,18 @@ from django.core.management import call_command
 from django.utils import timezone
 from django_tasks_db.models import DBTaskResult
 
+from uploads import lifecycle
 from uploads.management.commands.reconcile import reconcile
 from uploads.models import Video
 
-from .conftest import run_worker, sample, start_worker_process, stop_worker, store_video, wait_until
+from .conftest import (
+    run_worker,
+    sample,
+    start_worker_process,
+    stop_worker,
+    store_video,
+    wait_until,
+)
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -142,3 +150,16 @@ def test_a_relay_with_a_fresh_heartbeat_is_left_alone(member, team, api_key, emu
     video.refresh_from_db()
     assert [(e.source, e.to_status) for e in video.events.all()] == [
         ("upload", "queued"), ("relay", "sending"), ("relay", "processing")]
+
+
+def test_an_answer_that_comes_after_a_requeue_wins_and_no_second_copy_is_sent(member, team, api_key, emulator):
+    from uploads.memories import UploadResult
+
+    video = store_video(member, team, api_key, "slow-answer.mp4", sample("sample-h264-aac.mp4").read_bytes())
+    assert lifecycle.claim_for_relay(video.pk, 0, api_key)
+    assert reconcile(stale_after=0) == (1, 0)  # taken for dead while still waiting for the answer
+    lifecycle.relay_accepted(video.pk, UploadResult("VI1", "slow-answer", "UNPARSE", None))
+    video.refresh_from_db()
+    assert video.status == "processing" and video.video_no == "VI1"
+    run_worker("relay")  # the re-queued relay task finds the video already accepted
+    assert emulator.uploads == []

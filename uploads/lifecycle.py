@@ -104,7 +104,7 @@ def relay_accepted(video_id, result):
 
     with transaction.atomic():
         video = _locked(video_id)
-        if video.status != S.SENDING:
+        if video.status not in (S.SENDING, S.QUEUED):
             logger.warning("relay answer for video %s found it %s; recording only", video.pk, video.status)
         video.video_no = result.video_no
         video.video_name = result.video_name
@@ -112,9 +112,12 @@ def relay_accepted(video_id, result):
         video.remote_uploaded_at = result.uploaded_at
         video.last_error = ""
         from_status = video.status
-        if video.status == S.SENDING:
+        # QUEUED: reconcile took this relay for dead while it still waited for the answer. The
+        # answer wins, so the queued re-send finds the video moved and sends no second copy.
+        if video.status in (S.SENDING, S.QUEUED):
             video.status = S.PROCESSING
             video.heartbeat_at = None
+            video.next_attempt_at = None
         first = timezone.now() + timedelta(seconds=settings.MEMPORTAL_STATUS_FIRST_CHECK_SECONDS)
         video.next_check_at = first
         video.save()
