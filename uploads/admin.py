@@ -167,20 +167,22 @@ class MembershipAdmin(TeamScopedAdmin):
 
 
 class TeamListFilter(admin.SimpleListFilter):
+    """Filter by team, along the ModelAdmin's own team_path (superusers only)."""
+
     title = "team"
     parameter_name = "team"
+
+    def __init__(self, request, params, model, model_admin):
+        self.team_path = model_admin.team_path
+        super().__init__(request, params, model, model_admin)
 
     def lookups(self, request, model_admin):
         return [(str(t.pk), t.name) for t in Team.objects.administered_by(request.user)]
 
     def queryset(self, request, queryset):
         if self.value():
-            return queryset.filter(**{f"{model_admin_team_path(queryset.model)}_id": self.value()})
+            return queryset.filter(**{f"{self.team_path}_id": self.value()})
         return queryset
-
-
-def model_admin_team_path(model):
-    return "video__team" if model in (VideoEvent, CallbackRecord) else "team"
 
 
 class ApiKeyForm(forms.ModelForm):
