@@ -40,7 +40,12 @@ $(VENV)/.installed: $(VENV)/.python-ok requirements.txt
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
 	touch $@
 
-$(VENV)/.installed-test: $(VENV)/.installed requirements-test.txt
+# Development and test tools (the memories.ai emulator's parser): never part of a production install.
+$(VENV)/.installed-dev: $(VENV)/.installed requirements-dev.txt
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	touch $@
+
+$(VENV)/.installed-test: $(VENV)/.installed-dev requirements-test.txt
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-test.txt
 	touch $@
 
@@ -59,7 +64,7 @@ migrate: $(VENV)/.installed var/secrets.env
 	@$(LOAD_SECRETS) && env $(LOCAL_ENV) $(PY) manage.py migrate --no-input -v0
 	@$(LOAD_SECRETS) && env $(LOCAL_ENV) $(PY) manage.py collectstatic --no-input -v0
 
-demo: migrate
+demo: migrate $(VENV)/.installed-dev
 	@$(LOAD_SECRETS) && env $(DEMO_ENV) $(PY) manage.py seed_demo
 	@$(LOAD_SECRETS) && env $(DEMO_ENV) $(PY) manage.py reconcile --stale-after 0 -v2
 	@echo
@@ -68,13 +73,14 @@ demo: migrate
 	@echo "Try it with the sample videos in tests/data/. Ctrl-C stops everything."
 	@echo
 	@$(LOAD_SECRETS) && export MEMORIES_EMULATOR_KEYS="$$MEMPORTAL_DEMO_API_KEY" && \
-	  env $(DEMO_ENV) honcho start web worker-relay worker clock emulator
+	  env $(DEMO_ENV) honcho -f Procfile.demo start
 
 run: migrate
 	@$(LOAD_SECRETS) && env $(LOCAL_ENV) $(PY) manage.py reconcile --stale-after 0
-	@$(LOAD_SECRETS) && env $(LOCAL_ENV) honcho start web worker-relay worker clock
+	@$(LOAD_SECRETS) && env $(LOCAL_ENV) honcho -f Procfile start
 
 test: $(VENV)/.installed-test var/secrets.env
+	$(VENV)/bin/lint-imports --no-cache
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 clean:

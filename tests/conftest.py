@@ -4,14 +4,20 @@ import os
 import subprocess
 import sys
 import time
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from django.core.files.storage import default_storage
 from django.core.management import call_command
 from django.db import connection
+from django.utils import timezone
+from django_tasks_db.models import DBTaskResult
 
-from uploads.emulator import MemoriesEmulator
+from memories_emulator import MemoriesEmulator
+from uploads import actions, lifecycle, removal, tasks
 from uploads.models import ApiKey, Membership, Team, Video
+from uploads.views import create_video
 
 pytest_plugins = ["tests.browser"]  # the browser_page fixture
 
@@ -117,6 +123,24 @@ def run_worker(queue="relay"):
                  interval=0, verbosity=0)
 
 
+def relay_tasks():
+    """The relay task rows still waiting to run."""
+    return DBTaskResult.objects.filter(queue_name="relay", status="READY")
+
+
+def make_due(queue=None):
+    """Move the clock past the planned retries and checks (of `queue`, or of every queue): their
+    task rows, the videos' next attempts and the teams' upload slots are due now. The database
+    compares these times itself, so the stored times move, not the clock."""
+    past = timezone.now() - timedelta(seconds=1)
+    tasks = DBTaskResult.objects.filter(status="READY")
+    if queue is not None:
+        tasks = tasks.filter(queue_name=queue)
+    tasks.update(run_after=past)
+    Video.objects.filter(next_attempt_at__isnull=False).update(next_attempt_at=past)
+    Team.objects.update(next_upload_at=past)
+
+
 def sample(name):
     return DATA / name
 
@@ -133,17 +157,47 @@ def make_video(owner, team, *, status=Video.Status.QUEUED, video_no="", name="cl
     return video
 
 
+@pytest.fixture
+def processing(member, team, api_key):
+    """A video memories.ai accepted and is still parsing: what its callbacks are about."""
+    return make_video(member, team, status=Video.Status.PROCESSING, video_no="VI554046065381212160",
+                      remote_status="UNPARSE")
+
+
+def stored_files(storage=default_storage, folder=""):
+    """Every file name in `storage` below `folder`, however deep (videos/<team>/YYYY/MM/...)."""
+    try:
+        folders, files = storage.listdir(folder)
+    except FileNotFoundError:  # nothing stored yet
+        return set()
+    names = {f"{folder}/{name}" if folder else name for name in files}
+    for sub in folders:
+        names |= stored_files(storage, f"{folder}/{sub}" if folder else sub)
+    return names
+
+
 def store_video(owner, team, api_key, name, content):
     """What the upload view does: the file into storage, then the Video and its relay task."""
     import hashlib
 
     from django.core.files.uploadedfile import SimpleUploadedFile
 
-    from uploads import lifecycle
-
     upload = SimpleUploadedFile(name, content, content_type="video/mp4")
-    return lifecycle.create_video(team=team, owner=owner, api_key=api_key, uploaded_file=upload, title="",
-                                  sha256=hashlib.sha256(content).hexdigest())
+    return create_video(team=team, owner=owner, api_key=api_key, uploaded_file=upload, title="",
+                        sha256=hashlib.sha256(content).hexdigest())
+
+
+def accept_relay(video, result):
+    """What the relay task does with memories.ai's 0000 answer (result: memories.UploadResult)."""
+    tasks.perform(actions.relay_accepted, video.pk, result)
+    lifecycle.apply_pending_callbacks(video.pk)
+
+
+def delete_videos(video_ids, user):
+    """What the delete page does: soft-delete, remove the files, enqueue the remote deletions."""
+    result = removal.delete_videos(video_ids, user)
+    tasks.enqueue(result.work)
+    return result.value
 
 
 def wait_until(predicate, timeout=15.0, interval=0.1, message="condition"):

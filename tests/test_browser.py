@@ -7,7 +7,7 @@ import pytest
 from uploads.models import Video
 
 from .browser import sign_in
-from .conftest import PASSWORD, ROOT, sample, start_worker_process, wait_until
+from .conftest import PASSWORD, ROOT, sample, start_worker_process, stop_worker, wait_until
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 # docs/screenshots/ is refreshed on request (MEMPORTAL_UPDATE_SCREENSHOTS=1 make test), so an
@@ -45,8 +45,7 @@ def test_sign_in_upload_and_watch_it_become_ready(browser_page, live_server, mem
     try:
         wait_until(lambda: Video.objects.get().status == "ready", timeout=20, message="ready")
     finally:
-        worker.terminate()
-        worker.communicate(timeout=20)
+        stop_worker(worker)
     # The list updates itself (static/memportal/live.js), no reload needed.
     page.locator("tr[data-video-id] .status-ready").wait_for(timeout=10_000)
     shot(page, "my-videos")

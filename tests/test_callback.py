@@ -5,17 +5,10 @@ import json
 import pytest
 from django.test import Client
 
-from uploads import lifecycle
 from uploads.memories import UploadResult
 from uploads.models import CallbackRecord, Video
 
-from .conftest import make_video
-
-
-@pytest.fixture
-def processing(member, team, api_key):
-    return make_video(member, team, status=Video.Status.PROCESSING, video_no="VI554046065381212160",
-                      remote_status="UNPARSE")
+from .conftest import accept_relay, make_video
 
 
 def post(video_or_path, body, **extra):
@@ -137,7 +130,7 @@ def test_a_callback_before_the_relay_answer_is_applied_when_it_comes(member, tea
     assert video.status == "sending"
     assert CallbackRecord.objects.get().outcome == "pending"
 
-    lifecycle.relay_accepted(video.pk, UploadResult("VI77", "clip", "UNPARSE", None))
+    accept_relay(video, UploadResult("VI77", "clip", "UNPARSE", None))
     video.refresh_from_db()
     assert video.status == "ready" and video.video_no == "VI77"
     assert CallbackRecord.objects.get().outcome == "applied"
@@ -147,7 +140,7 @@ def test_a_callback_before_the_relay_answer_is_applied_when_it_comes(member, tea
 def test_an_early_callback_for_another_number_is_refused_when_the_answer_comes(member, team, api_key):
     video = make_video(member, team, status=Video.Status.SENDING)
     post(video, {"videoNo": "VI-other", "status": "PARSE"})
-    lifecycle.relay_accepted(video.pk, UploadResult("VI77", "clip", "UNPARSE", None))
+    accept_relay(video, UploadResult("VI77", "clip", "UNPARSE", None))
     video.refresh_from_db()
     assert video.status == "processing"
     assert CallbackRecord.objects.get().outcome == "refused"

@@ -12,13 +12,10 @@ from collections import Counter
 import pytest
 import requests
 
-from uploads.models import CallbackRecord, Video, VideoEvent
-
-from .conftest import make_video
+from uploads.models import CallbackRecord, VideoEvent
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-VIDEO_NO = "VI554046065381212160"
 # from_status -> to_status moves a remote status may cause (uploads/lifecycle.py).
 ALLOWED_MOVES = {("processing", "ready"), ("processing", "failed"), ("processing", "processing")}
 FINAL_FOR = {"PARSE": "ready", "FAIL": "failed", "PARSE_ERROR": "failed"}
@@ -32,11 +29,6 @@ def site(live_server):
     site itself is untouched."""
     live_server.thread.httpd.socket.listen(128)
     return live_server
-
-
-@pytest.fixture
-def processing(member, team, api_key):
-    return make_video(member, team, status=Video.Status.PROCESSING, video_no=VIDEO_NO, remote_status="UNPARSE")
 
 
 def fire_at_once(url, bodies):
@@ -63,7 +55,7 @@ def fire_at_once(url, bodies):
 
 def test_fifty_identical_callbacks_at_once_move_the_video_once(site, processing):
     url = site.url + processing.callback_path
-    answers = fire_at_once(url, [{"videoNo": VIDEO_NO, "status": "PARSE"}] * 50)
+    answers = fire_at_once(url, [{"videoNo": processing.video_no, "status": "PARSE"}] * 50)
 
     assert [status for status, _ in answers] == [200] * 50, answers
     assert Counter(body["message"] for _, body in answers) == {"applied": 1, "duplicate": 49}
@@ -75,13 +67,13 @@ def test_fifty_identical_callbacks_at_once_move_the_video_once(site, processing)
     records = CallbackRecord.objects.filter(video=processing)
     assert records.count() == 50
     assert Counter(records.values_list("outcome", flat=True)) == {"applied": 1, "duplicate": 49}
-    assert set(records.values_list("video_no", "remote_status")) == {(VIDEO_NO, "PARSE")}
+    assert set(records.values_list("video_no", "remote_status")) == {(processing.video_no, "PARSE")}
 
 
 def test_a_concurrent_mix_of_statuses_ends_final_once_with_allowed_moves_only(site, processing):
     statuses = ["UNPARSE"] * 10 + ["PARSE"] * 10 + ["FAIL"] * 10 + ["PARSE_ERROR"] * 10
     random.Random(20240611).shuffle(statuses)
-    bodies = [{"videoNo": VIDEO_NO, "status": status} for status in statuses]
+    bodies = [{"videoNo": processing.video_no, "status": status} for status in statuses]
     answers = fire_at_once(site.url + processing.callback_path, bodies)
 
     assert [status for status, _ in answers] == [200] * len(bodies), answers

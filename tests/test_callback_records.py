@@ -11,21 +11,14 @@ from django.utils import timezone
 
 from uploads.models import CallbackRecord, Video
 
-from .conftest import make_video
-
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-@pytest.fixture
-def processing(member, team, api_key):
-    return make_video(member, team, status="processing", video_no="VI42", remote_status="UNPARSE")
-
-
 def test_a_record_keeps_body_headers_and_address_but_not_the_token(processing):
-    Client().post(processing.callback_path, data=json.dumps({"videoNo": "VI42", "status": "PARSE"}),
+    Client().post(processing.callback_path, data=json.dumps({"videoNo": processing.video_no, "status": "PARSE"}),
                   content_type="application/json", HTTP_USER_AGENT="memories-bot/1.0")
     record = CallbackRecord.objects.get()
-    assert json.loads(record.body) == {"videoNo": "VI42", "status": "PARSE"}
+    assert json.loads(record.body) == {"videoNo": processing.video_no, "status": "PARSE"}
     assert record.headers["User-Agent"] == "memories-bot/1.0" and record.remote_addr == "127.0.0.1"
     assert processing.callback_token not in json.dumps(record.headers) + record.body + record.detail
     assert record.received_at <= timezone.now()
@@ -54,9 +47,9 @@ def allow_video_updates():
 
 
 def test_a_failure_to_apply_is_recorded_with_its_traceback_and_can_be_replayed(processing, client, team_admin):
+    parsed = json.dumps({"videoNo": processing.video_no, "status": "PARSE"})
     refuse_video_updates()
-    response = Client().post(processing.callback_path, data=json.dumps({"videoNo": "VI42", "status": "PARSE"}),
-                             content_type="application/json")
+    response = Client().post(processing.callback_path, data=parsed, content_type="application/json")
     allow_video_updates()
     assert response.status_code == 200  # stored and logged; memories.ai need not send it again
     record = CallbackRecord.objects.get()

@@ -23,6 +23,8 @@ from uploads.management.commands.reconcile import reconcile
 from uploads.models import Video
 
 from .conftest import (
+    accept_relay,
+    relay_tasks,
     run_worker,
     sample,
     start_worker_process,
@@ -140,7 +142,7 @@ def test_a_relay_with_a_fresh_heartbeat_is_left_alone(member, team, api_key, emu
         call_command("reconcile", stale_after=30)  # another worker's clock pass, mid-upload
         video.refresh_from_db()
         assert video.status == "sending" and video.attempts == 1
-        assert not DBTaskResult.objects.filter(queue_name="relay", status="READY").exists()
+        assert not relay_tasks().exists()
         wait_until(lambda: Video.objects.get(pk=video.pk).status == "processing", message="the relay's answer")
     finally:
         stop_worker(worker)
@@ -158,7 +160,7 @@ def test_an_answer_that_comes_after_a_requeue_wins_and_no_second_copy_is_sent(me
     video = store_video(member, team, api_key, "slow-answer.mp4", sample("sample-h264-aac.mp4").read_bytes())
     assert lifecycle.claim_for_relay(video.pk, 0, api_key)
     assert reconcile(stale_after=0) == (1, 0)  # taken for dead while still waiting for the answer
-    lifecycle.relay_accepted(video.pk, UploadResult("VI1", "slow-answer", "UNPARSE", None))
+    accept_relay(video, UploadResult("VI1", "slow-answer", "UNPARSE", None))
     video.refresh_from_db()
     assert video.status == "processing" and video.video_no == "VI1"
     run_worker("relay")  # the re-queued relay task finds the video already accepted

@@ -4,11 +4,10 @@ import pytest
 from django.core.files.storage import default_storage
 from django_tasks_db.models import DBTaskResult
 
-from uploads import removal
 from uploads.models import Video
 from uploads.tasks import relay_video
 
-from .conftest import make_video, run_worker
+from .conftest import delete_videos, make_video, run_worker
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -49,8 +48,8 @@ def test_a_member_deletes_their_video(client, member, team, api_key, emulator):
 
 def test_deleting_twice_is_harmless(member, team, api_key, emulator):
     [video] = relayed(member, team)
-    assert len(removal.delete_videos([video.pk], member)) == 1
-    assert removal.delete_videos([video.pk], member) == []
+    assert len(delete_videos([video.pk], member)) == 1
+    assert delete_videos([video.pk], member) == []
     run_worker("default")
     assert len(delete_calls(emulator)) == 1
 
@@ -58,7 +57,7 @@ def test_deleting_twice_is_harmless(member, team, api_key, emulator):
 def test_a_queued_video_deleted_is_never_sent(member, team, api_key, emulator):
     video = make_video(member, team)
     relay_video.enqueue(str(video.pk), 0)
-    removal.delete_videos([video.pk], member)
+    delete_videos([video.pk], member)
     run_worker("relay")
     run_worker("default")
     assert emulator.uploads == [] and delete_calls(emulator) == []
@@ -84,7 +83,7 @@ def test_a_failed_remote_delete_is_retried(member, team, api_key, emulator, sett
     settings.MEMPORTAL_RETRY_BASE_SECONDS = 0
     [video] = relayed(member, team)
     emulator.inject("delete", "http", status=503)
-    removal.delete_videos([video.pk], member)
+    delete_videos([video.pk], member)
     run_worker("default")
     video.refresh_from_db()
     assert video.remote_deleted_at is not None

@@ -9,7 +9,7 @@ import requests
 
 from uploads.models import Video
 
-from .conftest import PASSWORD, TEST_KEY, sample, start_worker_process, wait_until
+from .conftest import PASSWORD, TEST_KEY, sample, start_worker_process, stop_worker, wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -39,8 +39,7 @@ def test_upload_relay_callback_ready(live_server, member, team, api_key, emulato
     try:
         wait_until(lambda: Video.objects.get().status in ("processing", "ready"), message="the relay")
     finally:
-        worker.terminate()
-        output = worker.communicate(timeout=20)[0]
+        output = stop_worker(worker)
 
     upload = emulator.uploads[-1]
     assert upload.headers.get("Authorization") == "…" + TEST_KEY[-4:]

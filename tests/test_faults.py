@@ -14,12 +14,20 @@ from datetime import timedelta
 
 import pytest
 from django.utils import timezone
-from django_tasks_db.models import DBTaskResult
 
-from uploads.models import CallbackRecord, Team, Video
+from uploads.models import CallbackRecord, Video
 from uploads.tasks import relay_video
 
-from .conftest import make_video, run_worker, sample, start_worker_process, wait_until
+from .conftest import (
+    make_due,
+    make_video,
+    relay_tasks,
+    run_worker,
+    sample,
+    start_worker_process,
+    stop_worker,
+    wait_until,
+)
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -32,18 +40,6 @@ def queued(member, team, api_key, emulator):
     video = make_video(member, team, name="Quarterly review.mp4")
     relay_video.enqueue(str(video.pk), 0)
     return video
-
-
-def relay_tasks():
-    return DBTaskResult.objects.filter(queue_name="relay", status="READY")
-
-
-def make_due(queue):
-    """Move the clock past the planned retries or checks of `queue`: they are due now."""
-    past = timezone.now() - timedelta(seconds=1)
-    DBTaskResult.objects.filter(queue_name=queue, status="READY").update(run_after=past)
-    Video.objects.filter(next_attempt_at__isnull=False).update(next_attempt_at=past)
-    Team.objects.update(next_upload_at=past)
 
 
 def assert_waits_for_a_retry(video, words):
@@ -242,8 +238,7 @@ def test_a_callback_that_comes_before_the_relays_answer_is_applied_when_the_answ
     finally:
         if stopped:
             os.kill(worker.pid, signal.SIGCONT)
-        worker.terminate()
-        worker.communicate(timeout=20)
+        stop_worker(worker)
 
     video.refresh_from_db()
     assert video.video_no == emulator.uploads[0].video_no and video.remote_status == "PARSE"

@@ -2,15 +2,22 @@
 workers run, each video is sent once, and memories.ai's 0429 pushes the team's slot back."""
 
 import hashlib
-from datetime import timedelta
 
 import pytest
 from django.utils import timezone
-from django_tasks_db.models import DBTaskResult
 
-from uploads.models import Team, Video
+from uploads.models import Video
 
-from .conftest import run_worker, sample, start_worker_process, stop_worker, store_video, wait_until
+from .conftest import (
+    make_due,
+    relay_tasks,
+    run_worker,
+    sample,
+    start_worker_process,
+    stop_worker,
+    store_video,
+    wait_until,
+)
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -49,14 +56,6 @@ def test_two_relay_workers_keep_one_teams_uploads_an_interval_apart(member, team
     assert len({v.video_no for v in videos}) == 4
 
 
-def make_relay_due():
-    """Move the clock to when the retry may run: the task row, the video and the team's slot."""
-    past = timezone.now() - timedelta(seconds=1)
-    DBTaskResult.objects.filter(queue_name="relay", status="READY").update(run_after=past)
-    Video.objects.update(next_attempt_at=past)
-    Team.objects.update(next_upload_at=past)
-
-
 def test_a_0429_pushes_the_teams_next_slot_back_further_each_time(member, team, api_key, emulator, settings):
     settings.MEMPORTAL_UPLOAD_INTERVAL_SECONDS = 60
     video = store_video(member, team, api_key, "retro.mp4", SAMPLE)
@@ -72,9 +71,9 @@ def test_a_0429_pushes_the_teams_next_slot_back_further_each_time(member, team, 
         assert team.upload_backoff_level == level
         delays.append((team.next_upload_at - before).total_seconds())
         # The video's retry waits at least for the team's slot.
-        retry = DBTaskResult.objects.get(queue_name="relay", status="READY")
+        retry = relay_tasks().get()
         assert retry.run_after >= team.next_upload_at
-        make_relay_due()
+        make_due("relay")
     assert delays[0] >= 60 * 2 and delays[1] >= 60 * 4 and delays[1] > delays[0], delays
 
     run_worker("relay")

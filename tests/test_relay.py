@@ -7,10 +7,10 @@ import pytest
 from django.utils import timezone
 from django_tasks_db.models import DBTaskResult
 
-from uploads import lifecycle
+from uploads import actions, tasks
 from uploads.models import Video
 
-from .conftest import TEST_KEY, make_video, run_worker, sample
+from .conftest import TEST_KEY, make_video, relay_tasks, run_worker, sample
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -22,10 +22,6 @@ def queued(member, team, api_key):
 
     relay_video.enqueue(str(video.pk), 0)
     return video
-
-
-def relay_tasks():
-    return DBTaskResult.objects.filter(queue_name="relay", status="READY")
 
 
 def test_it_sends_the_file_as_memories_ai_documents(queued, emulator, settings):
@@ -107,7 +103,7 @@ def test_after_the_last_attempt_the_video_is_rejected_and_retryable(queued, emul
     queued.refresh_from_db()
     assert queued.status == "rejected" and "Gave up after 2 attempts" in queued.last_error
     assert not relay_tasks().exists()
-    assert lifecycle.retry(queued.pk, member)
+    assert tasks.perform(actions.retry, queued.pk, member)
     run_worker()
     queued.refresh_from_db()
     assert queued.status == "processing"
@@ -129,7 +125,8 @@ def test_a_refusal_rejects_the_video_with_the_reason(queued, emulator, code, wor
 
 
 @pytest.mark.parametrize("code", ["0401", "0403", "9009", "0402"])
-def test_a_key_problem_marks_the_key_failing_and_holds_the_video(queued, emulator, api_key, code):
+def test_a_key_problem_marks_the_key_failing_and_holds_the_video(queued, emulator, api_key, code, client,
+                                                                  team_admin):
     emulator.inject("upload", "code", code=code, msg="no")
     run_worker()
     queued.refresh_from_db()
@@ -138,24 +135,26 @@ def test_a_key_problem_marks_the_key_failing_and_holds_the_video(queued, emulato
     assert api_key.is_failing and f"code {code}" in api_key.last_error
     assert not relay_tasks().exists()  # it waits for the key, not for a timer
 
-    # The team admin fixes the key: the queue resumes on its own.
-    api_key.failing_since = None
-    api_key.save()
+    # The team admin re-enables the key in the admin: the queue resumes.
+    client.force_login(team_admin)
+    client.post("/admin/uploads/apikey/", {"action": "reenable_keys", "_selected_action": [api_key.pk]})
     assert relay_tasks().count() == 1
     run_worker()
     queued.refresh_from_db()
     assert queued.status == "processing"
 
 
-def test_replacing_the_key_resumes_the_queue_with_the_new_key(queued, emulator, api_key, team):
+def test_replacing_the_key_resumes_the_queue_with_the_new_key(queued, emulator, api_key, team, client, team_admin):
     from uploads.models import ApiKey
 
     emulator.inject("upload", "code", code="0401")
     run_worker()
-    new_key = ApiKey(team=team, label="New key")
-    new_key.set_secret("sk-mavi-new-key-ABCD")
     emulator.add_key("sk-mavi-new-key-ABCD")
-    new_key.save()
+    client.force_login(team_admin)
+    response = client.post("/admin/uploads/apikey/add/", {
+        "team": team.pk, "label": "New key", "secret": "sk-mavi-new-key-ABCD", "is_active": "on"})
+    assert response.status_code == 302
+    new_key = ApiKey.objects.get(label="New key")
     api_key.refresh_from_db()
     assert not api_key.is_active
     run_worker()
@@ -182,7 +181,7 @@ def test_a_stale_task_does_not_send_twice(queued, emulator):
 
 
 def test_a_cancelled_video_is_not_sent(queued, emulator, member):
-    assert lifecycle.cancel(queued.pk, member)
+    assert tasks.perform(actions.cancel, queued.pk, member)
     run_worker()
     assert emulator.uploads == []
     queued.refresh_from_db()

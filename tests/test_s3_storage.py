@@ -1,6 +1,7 @@
 """The S3 storage path, against a local S3-compatible server (moto_server on 127.0.0.1)."""
 
 import hashlib
+import runpy
 import socket
 import subprocess
 import sys
@@ -12,10 +13,9 @@ import pytest
 import requests
 from django.core.files.uploadedfile import SimpleUploadedFile
 
-from uploads import removal
 from uploads.models import Video
 
-from .conftest import PASSWORD, run_worker, sample
+from .conftest import PASSWORD, ROOT, delete_videos, run_worker, sample
 
 pytestmark = pytest.mark.django_db(transaction=True)
 BUCKET = "memportal-test"
@@ -43,16 +43,17 @@ def s3(settings, monkeypatch):
                 server.kill()
                 raise
             time.sleep(0.1)
-    for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+    # What an operator sets (README: MEMPORTAL_STORAGE and MEMPORTAL_S3_*, boto3's AWS_*).
+    for name, value in {"MEMPORTAL_STORAGE": "s3", "MEMPORTAL_S3_BUCKET": BUCKET,
+                        "MEMPORTAL_S3_ENDPOINT_URL": endpoint, "MEMPORTAL_S3_REGION": "us-east-1",
+                        "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
                         "AWS_DEFAULT_REGION": "us-east-1"}.items():
         monkeypatch.setenv(name, value)
     client = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
     client.create_bucket(Bucket=BUCKET)
-    settings.STORAGES = {**settings.STORAGES, "default": {
-        "BACKEND": "storages.backends.s3.S3Storage",
-        "OPTIONS": {"bucket_name": BUCKET, "endpoint_url": endpoint, "region_name": "us-east-1",
-                    "default_acl": None, "file_overwrite": False, "max_memory_size": 8 * 1024 * 1024},
-    }}
+    # memportal/settings.py run afresh in that environment, as a process starting with it would:
+    # the storage under test is the one its S3 branch builds, not a copy of its options.
+    settings.STORAGES = runpy.run_path(str(ROOT / "memportal" / "settings.py"))["STORAGES"]
     yield client
     server.terminate()
     server.wait(timeout=10)
@@ -72,5 +73,5 @@ def test_uploads_are_stored_in_s3_relayed_from_it_and_removed_on_delete(client, 
     assert video.status == "processing"
     assert emulator.uploads[-1].sha256 == hashlib.sha256(content).hexdigest()
 
-    removal.delete_videos([video.pk], member)
+    delete_videos([video.pk], member)
     assert s3.list_objects_v2(Bucket=BUCKET).get("KeyCount", 0) == 0

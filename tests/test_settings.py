@@ -19,7 +19,7 @@ PRODUCTION = {
 def manage(*args, **env):
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "MEMPORTAL_", "MEMORIES_"))}
     clean.pop("DATABASE_URL", None)
-    clean["MEMPORTAL_VAR_DIR"] = str(ROOT / "var" / "test" / "settings-check")
+    clean["MEMPORTAL_VAR_DIR"] = os.path.join(os.environ["MEMPORTAL_VAR_DIR"], "settings-check")  # this run's
     return subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env={**clean, **env},
                           capture_output=True, text=True, timeout=120)
 

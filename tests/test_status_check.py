@@ -1,7 +1,5 @@
 """Status checks: when callbacks never come, the portal asks list_videos until the video is final."""
 
-from datetime import timedelta
-
 import pytest
 from django.utils import timezone
 from django_tasks_db.models import DBTaskResult
@@ -9,14 +7,9 @@ from django_tasks_db.models import DBTaskResult
 from uploads.models import Video
 from uploads.tasks import relay_video
 
-from .conftest import make_video, run_worker
+from .conftest import make_due, make_video, run_worker
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-def make_checks_due():
-    """Move the clock past the planned checks: their task rows become due now."""
-    DBTaskResult.objects.filter(status="READY").update(run_after=timezone.now() - timedelta(seconds=1))
 
 
 @pytest.fixture
@@ -32,7 +25,7 @@ def relayed(member, team, api_key, emulator, fast_pipeline):
 
 def test_a_check_applies_what_list_videos_says(relayed, emulator):
     emulator.set_status(relayed.video_no, "PARSE", send_callback=False)
-    make_checks_due()
+    make_due("default")
     run_worker("default")
     relayed.refresh_from_db()
     assert relayed.status == "ready" and relayed.checks == 1
@@ -43,7 +36,7 @@ def test_a_check_applies_what_list_videos_says(relayed, emulator):
 
 def test_a_failed_video_is_seen_by_the_check(relayed, emulator):
     emulator.set_status(relayed.video_no, "FAIL", send_callback=False)
-    make_checks_due()
+    make_due("default")
     run_worker("default")
     relayed.refresh_from_db()
     assert relayed.status == "failed"
@@ -53,7 +46,7 @@ def test_checks_come_at_a_growing_interval(relayed, emulator, settings):
     settings.MEMPORTAL_STATUS_FIRST_CHECK_SECONDS = 10
     gaps = []
     for _ in range(3):
-        make_checks_due()
+        make_due("default")
         before = timezone.now()
         run_worker("default")
         relayed.refresh_from_db()
@@ -66,7 +59,7 @@ def test_checks_come_at_a_growing_interval(relayed, emulator, settings):
 def test_checks_stop_after_the_maximum_age_and_the_page_says_so(relayed, emulator, settings, client, member):
     settings.MEMPORTAL_STATUS_MAX_AGE = 5
     settings.MEMPORTAL_STATUS_FIRST_CHECK_SECONDS = 10
-    make_checks_due()
+    make_due("default")
     run_worker("default")
     relayed.refresh_from_db()
     assert relayed.status == "processing" and relayed.next_check_at is None
@@ -78,7 +71,7 @@ def test_checks_stop_after_the_maximum_age_and_the_page_says_so(relayed, emulato
 
 def test_check_now_asks_again(relayed, emulator, settings, client, member):
     settings.MEMPORTAL_STATUS_MAX_AGE = 5
-    make_checks_due()
+    make_due("default")
     run_worker("default")
     emulator.set_status(relayed.video_no, "PARSE", send_callback=False)
     client.force_login(member)

@@ -17,7 +17,8 @@ def admin_client(client, team_admin):
     return client
 
 
-def test_the_team_admin_role_grants_and_removes_admin_access_however_it_changes(team, member, django_user_model):
+def test_the_team_admin_role_grants_and_removes_admin_access_however_it_changes(client, team, member,
+                                                                                   django_user_model):
     assert not member.is_staff
     membership = Membership.objects.get(user=member)
     membership.role = Membership.Role.ADMIN
@@ -29,7 +30,16 @@ def test_the_team_admin_role_grants_and_removes_admin_access_however_it_changes(
     membership.save()
     member = django_user_model.objects.get(pk=member.pk)  # fresh permission cache
     assert not member.is_staff and not member.has_perm("uploads.change_apikey")
+
+    # Admin again, then the membership deleted from a shell (a queryset delete, not the admin).
+    membership.role = Membership.Role.ADMIN
+    membership.save()
+    client.force_login(member)
+    assert client.get("/admin/uploads/apikey/").status_code == 200
     Membership.objects.filter(pk=membership.pk).delete()
+    member = django_user_model.objects.get(pk=member.pk)
+    assert not member.is_staff and not member.groups.exists() and not member.has_perm("uploads.change_apikey")
+    assert "/admin/login/" in client.get("/admin/uploads/apikey/")["Location"]  # what they notice
 
 
 def test_removing_the_last_admin_role_takes_access_away(team_admin, other_team, django_user_model):

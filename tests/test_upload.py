@@ -7,9 +7,9 @@ from django.core.files.storage import default_storage
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django_tasks_db.models import DBTaskResult
 
-from uploads.models import Membership, Team, Video
+from uploads.models import ApiKey, Membership, Team, Video
 
-from .conftest import PASSWORD, sample
+from .conftest import PASSWORD, sample, stored_files
 
 
 def upload_file(name, content, content_type="video/mp4"):
@@ -91,11 +91,12 @@ def test_good_files_are_kept_when_others_in_the_same_form_are_refused(client, me
 
 
 def test_a_team_without_a_usable_key_stores_nothing(client, member, team):
+    before = stored_files()  # what earlier tests of this run left in storage
     response = post_upload(client, member, [upload_file("a.mp4", sample("sample-h264-aac.mp4").read_bytes())])
     body = response.content.decode()
     assert "has no active memories.ai API key yet: ask your team admin" in body
     assert not Video.objects.exists()
-    assert not list(default_storage.listdir("videos")[1]) if default_storage.exists("videos") else True
+    assert stored_files() == before
 
 
 def test_a_failing_key_pauses_uploads_with_the_reason(client, member, api_key):
@@ -118,9 +119,18 @@ def test_a_member_of_several_teams_chooses_the_team(client, member, api_key, oth
 
 
 def test_it_refuses_a_team_the_user_is_not_in(client, member, api_key, other_team, other_api_key):
-    post_upload(client, member, [upload_file("a.mp4", sample("sample-h264-aac.mp4").read_bytes())],
-                team=other_team.pk)
-    assert not Video.objects.filter(team=other_team).exists()
+    Membership.objects.create(user=member, team=other_team)  # two teams: the form asks which one
+    foreign = Team.objects.create(name="Team Three", slug="team-three")
+    foreign_key = ApiKey(team=foreign, label="Team three key")
+    foreign_key.set_secret("sk-mavi-third-0123456789abcdef-T3AM")  # a usable key: only membership says no
+    foreign_key.save()
+    before = stored_files()
+    response = post_upload(client, member, [upload_file("a.mp4", sample("sample-h264-aac.mp4").read_bytes())],
+                           team=foreign.pk)
+    assert response.status_code == 200 and response.redirect_chain == []  # the form again, not the list
+    assert "Select a valid choice. That choice is not one of the available choices." in response.content.decode()
+    assert not Video.objects.exists() and not DBTaskResult.objects.exists()
+    assert stored_files() == before
 
 
 def test_choosing_no_file_asks_for_one(client, member, api_key):

@@ -12,7 +12,7 @@ from django.contrib.auth import get_user_model
 from django.utils import timezone
 from django.utils.html import format_html
 
-from . import lifecycle, memories, removal
+from . import actions, lifecycle, memories, removal, tasks
 from .crypto import ApiKeyDecryptionError
 from .models import ApiKey, CallbackRecord, Membership, Team, Video, VideoEvent
 
@@ -246,6 +246,7 @@ class ApiKeyAdmin(TeamScopedAdmin):
         if not change:
             obj.created_by = request.user
         super().save_model(request, obj, form, change)
+        resume_if_usable(obj)
 
     @admin.action(description="Test key (ask memories.ai's list_videos)")
     def test_keys(self, request, queryset):
@@ -266,6 +267,7 @@ class ApiKeyAdmin(TeamScopedAdmin):
             key.failing_since = None
             key.last_error = ""
             key.save()
+            resume_if_usable(key)
             self.log_change(request, key, "Re-enabled (failing mark cleared).")
         self.message_user(request, f"{queryset.count()} key(s) re-enabled.")
 
@@ -276,6 +278,12 @@ class ApiKeyAdmin(TeamScopedAdmin):
             key.save()
             self.log_change(request, key, "Deactivated.")
         self.message_user(request, f"{queryset.count()} key(s) deactivated.")
+
+
+def resume_if_usable(key):
+    """A saved key that can be used lets the team's waiting videos move again."""
+    if key.is_active and not key.is_failing:
+        tasks.perform(actions.resume_team_queue, key.team_id)
 
 
 class ReadOnlyAdmin(TeamScopedAdmin):
@@ -325,17 +333,21 @@ class VideoAdmin(ManageVideosMixin, ReadOnlyAdmin):
 
     @admin.action(description="Retry (failed or rejected videos)", permissions=["manage"])
     def retry_videos(self, request, queryset):
-        done = sum(lifecycle.retry(pk, request.user, Source.ADMIN) for pk in queryset.values_list("pk", flat=True))
+        done = sum(tasks.perform(actions.retry, pk, request.user, Source.ADMIN)
+                   for pk in queryset.values_list("pk", flat=True))
         self.message_user(request, f"{done} of {queryset.count()} video(s) queued again.")
 
     @admin.action(description="Cancel (queued videos)", permissions=["manage"])
     def cancel_videos(self, request, queryset):
-        done = sum(lifecycle.cancel(pk, request.user, Source.ADMIN) for pk in queryset.values_list("pk", flat=True))
+        done = sum(tasks.perform(actions.cancel, pk, request.user, Source.ADMIN)
+                   for pk in queryset.values_list("pk", flat=True))
         self.message_user(request, f"{done} of {queryset.count()} video(s) cancelled.")
 
     @admin.action(description="Delete (here and at memories.ai)", permissions=["manage"])
     def delete_videos(self, request, queryset):
-        deleted = removal.delete_videos(list(queryset.values_list("pk", flat=True)), request.user, Source.ADMIN)
+        result = removal.delete_videos(list(queryset.values_list("pk", flat=True)), request.user, Source.ADMIN)
+        tasks.enqueue(result.work)
+        deleted = result.value
         self.message_user(request, f"{len(deleted)} video(s) deleted; memories.ai is asked to delete its copies.")
 
     def get_queryset(self, request):
@@ -368,10 +380,4 @@ class CallbackRecordAdmin(ManageVideosMixin, ReadOnlyAdmin):
                     .exclude(video_no="").values_list("pk", flat=True)]
         summary = ", ".join(f"{outcomes.count(o)} {o}" for o in sorted(set(outcomes))) or "nothing to replay"
         self.message_user(request, f"Replayed: {summary}.")
-
-
-def failing_keys_for(user):
-    """Failing active keys of the teams this user administers (for the admin index banner)."""
-    return ApiKey.objects.filter(is_active=True, failing_since__isnull=False,
-                                 team__in=Team.objects.administered_by(user)).select_related("team")
 

@@ -4,11 +4,11 @@ from django.conf import settings
 from django.core import checks
 from django.core.exceptions import ImproperlyConfigured
 
+from .crypto import fernet
+
 
 @checks.register(checks.Tags.security)
 def check_fernet_keys(app_configs, **kwargs):
-    from .crypto import fernet
-
     try:
         fernet()
     except ImproperlyConfigured as error:

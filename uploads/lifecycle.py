@@ -1,13 +1,16 @@
 """Every change of a video's state, in one place.
 
 The upload view, the relay and status-check tasks, the callback view, the reconciler and the
-admin all move videos through these functions. Each transition runs in its own transaction,
-re-reads the row under a lock, checks the state it starts from, and writes a VideoEvent; so a
-duplicate or late arrival finds the video already moved and changes nothing.
+admin all move videos through these functions (most of them through uploads/actions.py, which
+adds the work a change starts). Each transition runs in its own transaction, re-reads the row
+under a lock, checks the state it starts from, and writes a VideoEvent; so a duplicate or late
+arrival finds the video already moved and changes nothing. Nothing here enqueues a task: a
+transition returns what its caller needs to decide the follow-up work.
 """
 
 import logging
 import random
+import traceback
 from datetime import timedelta
 
 from django.conf import settings
@@ -15,17 +18,13 @@ from django.db import transaction
 from django.utils import timezone
 
 from . import pacing
+from .memories import FAILED_WORDS, KEY, PARSED_WORDS, REJECT, UNPARSED_WORDS
 from .models import ApiKey, CallbackRecord, Team, Video, VideoEvent
 
 logger = logging.getLogger(__name__)
 S = Video.Status
 Source = VideoEvent.Source
 Outcome = CallbackRecord.Outcome
-
-PARSED = {"PARSE"}
-FAILED = {"FAIL", "PARSE_ERROR"}
-UNPARSED = {"UNPARSE"}
-
 
 def record(video, source, from_status, to_status, message="", remote_status="", actor=None):
     if from_status != to_status:
@@ -44,24 +43,12 @@ def _locked(video_id):
 
 # --- Upload -------------------------------------------------------------------------------
 
-def create_video(*, team, owner, api_key, uploaded_file, title, sha256):
-    """Save the file to storage, then the Video row and its relay task in one transaction."""
-    from .tasks import relay_video
-
-    video = Video(team=team, owner=owner, api_key=api_key, title=title,
-                  original_name=uploaded_file.name, content_type=uploaded_file.content_type,
-                  size=uploaded_file.size, sha256=sha256)
-    # The storage write happens before the transaction, never inside it.
-    video.file.save(uploaded_file.name, uploaded_file, save=False)
-    try:
-        with transaction.atomic():
-            video.save()
-            record(video, Source.UPLOAD, "", S.QUEUED, f"{video.original_name} stored ({video.size} bytes)",
-                   actor=owner)
-            relay_video.enqueue(str(video.pk), 0)
-    except Exception:
-        video.file.delete(save=False)  # no row points at it: do not leave an orphan behind
-        raise
+def add_video(video, actor):
+    """A stored upload becomes a queued Video (the caller enqueues its relay in this transaction)."""
+    with transaction.atomic():
+        video.save()
+        record(video, Source.UPLOAD, "", S.QUEUED, f"{video.original_name} stored ({video.size} bytes)",
+               actor=actor)
     return video
 
 
@@ -98,10 +85,8 @@ def heartbeat(video_id):
     Video.objects.filter(pk=video_id, status=S.SENDING).update(heartbeat_at=timezone.now())
 
 
-def relay_accepted(video_id, result):
-    """memories.ai answered 0000: sending -> processing, then apply any early callbacks."""
-    from .tasks import check_video
-
+def accept_relay(video_id, result):
+    """memories.ai answered 0000: sending -> processing. Returns the video, its first check planned."""
     with transaction.atomic():
         video = _locked(video_id)
         if video.status not in (S.SENDING, S.QUEUED):
@@ -118,19 +103,16 @@ def relay_accepted(video_id, result):
             video.status = S.PROCESSING
             video.heartbeat_at = None
             video.next_attempt_at = None
-        first = timezone.now() + timedelta(seconds=settings.MEMPORTAL_STATUS_FIRST_CHECK_SECONDS)
-        video.next_check_at = first
+        video.next_check_at = timezone.now() + timedelta(seconds=settings.MEMPORTAL_STATUS_FIRST_CHECK_SECONDS)
         video.save()
         Team.objects.filter(pk=video.team_id).update(upload_backoff_level=0)
         record(video, Source.RELAY, from_status, video.status,
                f"memories.ai accepted it as {result.video_no}", remote_status=result.status)
-        if video.deleted_at is None:
-            check_video.using(run_after=first).enqueue(str(video.pk))
-    if video.deleted_at is not None:
-        from .removal import delete_remotely
+    return video
 
-        delete_remotely([video])
-        return
+
+def apply_pending_callbacks(video_id):
+    """Callbacks that arrived before the relay's answer, applied now that it has come."""
     for pending in CallbackRecord.objects.filter(video_id=video_id, outcome=Outcome.PENDING).order_by("pk"):
         apply_callback(pending.pk)
 
@@ -140,15 +122,15 @@ def backoff_seconds(attempt):
     return min(base, 3600) * random.uniform(0.8, 1.2)
 
 
-def relay_failed(video_id, error, api_key=None):
-    """Sort a failed relay: retry later, reject the video, or hold it while the key is fixed."""
-    from .memories import KEY, REJECT
-    from .tasks import relay_video
+def fail_relay(video_id, error, api_key=None):
+    """Sort a failed relay: retry later, reject the video, or hold it while the key is fixed.
 
+    Returns (video, when to try again): the time only when a retry is planned.
+    """
     with transaction.atomic():
         video = _locked(video_id)
         if video.status != S.SENDING:
-            return video
+            return video, None
         video.heartbeat_at = None
         video.last_error = str(error)
         if error.kind == KEY:
@@ -178,48 +160,35 @@ def relay_failed(video_id, error, api_key=None):
             video.save()
             record(video, Source.RELAY, S.SENDING, S.QUEUED,
                    f"will try again at {run_after:%H:%M:%S} UTC: {error}", remote_status=error.code)
-            relay_video.using(run_after=run_after).enqueue(str(video.pk), video.attempts)
-    return video
-
-
-def resume_team_queue(team_id):
-    """Enqueue a relay for each of the team's waiting videos (a key was fixed or replaced)."""
-    from .tasks import relay_video
-
-    now = timezone.now()
-    waiting = Video.objects.alive().filter(team_id=team_id, status=S.QUEUED)
-    for video_id, attempts, next_at in waiting.values_list("pk", "attempts", "next_attempt_at"):
-        task = relay_video.using(run_after=next_at) if next_at and next_at > now else relay_video
-        task.enqueue(str(video_id), attempts)
+            return video, run_after
+    return video, None
 
 
 def requeue_stale(video_id, stale_after, source=Source.RECONCILE):
-    """A relay whose heartbeat stopped (worker killed): back to queued for a new attempt."""
-    from .tasks import relay_video
-
+    """A relay whose heartbeat stopped (worker killed): back to queued. Returns the video, or None."""
     stale_before = timezone.now() - timedelta(seconds=stale_after)
     with transaction.atomic():
         video = _locked(video_id)
         if video.status != S.SENDING or (video.heartbeat_at and video.heartbeat_at > stale_before):
-            return False
+            return None
         video.status = S.QUEUED
         video.heartbeat_at = None
         video.save()
         record(video, source, S.SENDING, S.QUEUED,
                "the relay stopped without an answer (worker stopped?); sending again. "
                "memories.ai may hold a second copy if the first one had arrived.")
-        relay_video.enqueue(str(video.pk), video.attempts)
-    return True
+    return video
 
 
 # --- Remote status (callbacks and status checks) ------------------------------------------
 
 def target_state(remote_status):
-    if remote_status in PARSED:
+    """The portal's state for a status word of memories.ai (None for a word it does not know)."""
+    if remote_status in PARSED_WORDS:
         return S.READY
-    if remote_status in FAILED:
+    if remote_status in FAILED_WORDS:
         return S.FAILED
-    if remote_status in UNPARSED:
+    if remote_status in UNPARSED_WORDS:
         return S.PROCESSING
     return None
 
@@ -297,17 +266,15 @@ def apply_stored_callback(cb, video):
         return apply_remote_status(video.pk, cb.remote_status, Source.CALLBACK,
                                    f"callback: {cb.remote_status}", callback_id=cb.pk)
     except Exception:
-        import traceback
-
         logger.exception("callback %s could not be applied", cb.pk)
         CallbackRecord.objects.filter(pk=cb.pk).update(outcome=Outcome.ERROR, detail=traceback.format_exc()[-4000:])
         return Outcome.ERROR
 
 
-def schedule_next_check(video_id):
-    """Plan the next status check at a growing interval, until MEMPORTAL_STATUS_MAX_AGE."""
-    from .tasks import check_video
+def plan_next_check(video_id):
+    """Plan the next status check at a growing interval, until MEMPORTAL_STATUS_MAX_AGE.
 
+    Returns when it is due, or None when checks stop."""
     with transaction.atomic():
         video = _locked(video_id)
         if video.status != S.PROCESSING:
@@ -322,15 +289,13 @@ def schedule_next_check(video_id):
             return None
         video.next_check_at = next_at
         video.save(update_fields=["next_check_at", "updated_at"])
-        check_video.using(run_after=next_at).enqueue(str(video.pk))
         return next_at
 
 
 # --- People acting on videos --------------------------------------------------------------
 
 def retry(video_id, actor, source=Source.USER):
-    from .tasks import relay_video
-
+    """failed/rejected -> queued for a first attempt again (the caller enqueues the relay)."""
     with transaction.atomic():
         video = _locked(video_id)
         if video.status not in (S.FAILED, S.REJECTED) or not video.file or video.deleted_at:
@@ -344,7 +309,6 @@ def retry(video_id, actor, source=Source.USER):
         video.last_error = ""
         video.save()
         record(video, source, before, S.QUEUED, "retry requested", actor=actor)
-        relay_video.enqueue(str(video.pk), 0)
     return True
 
 
@@ -362,8 +326,6 @@ def cancel(video_id, actor, source=Source.USER):
 
 def request_check(video_id, actor, source=Source.USER):
     """Someone asked to check a processing video now (its checks may have stopped)."""
-    from .tasks import check_video
-
     with transaction.atomic():
         video = _locked(video_id)
         if video.status != S.PROCESSING or video.deleted_at:
@@ -371,8 +333,12 @@ def request_check(video_id, actor, source=Source.USER):
         video.next_check_at = timezone.now()
         video.save(update_fields=["next_check_at", "updated_at"])
         record(video, source, video.status, video.status, "status check requested", actor=actor)
-        check_video.enqueue(str(video.pk))
     return True
+
+
+def bring_check_forward(video_id):
+    """reconcile found a check overdue (its task row was lost): it is due now."""
+    Video.objects.filter(pk=video_id).update(next_check_at=timezone.now())
 
 
 def key_for(video) -> ApiKey | None:

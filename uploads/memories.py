@@ -35,6 +35,12 @@ REJECT_CODES = {
 }
 RATE_LIMITED = "0429"
 
+# The status words memories.ai reports for a video (upload answer, callbacks, list_videos);
+# uploads/lifecycle.py maps them to the portal's states.
+PARSED_WORDS = frozenset({"PARSE"})
+FAILED_WORDS = frozenset({"FAIL", "PARSE_ERROR"})
+UNPARSED_WORDS = frozenset({"UNPARSE"})
+
 
 class MemoriesError(Exception):
     def __init__(self, kind: str, message: str, code: str = "", http_status: int | None = None):

@@ -125,18 +125,14 @@ class ApiKey(models.Model):
 
     def save(self, *args, **kwargs):
         # One active key per team: activating this key deactivates the others in the same
-        # transaction, and a usable key lets the team's waiting videos move again.
+        # transaction. Making a key usable again resumes the team's queue: that is an action
+        # (uploads/actions.py resume_team_queue), run by whoever did it (admin, command).
         with transaction.atomic():
             if self.is_active:
                 ApiKey.objects.filter(team_id=self.team_id, is_active=True).exclude(pk=self.pk).update(
                     is_active=False
                 )
             super().save(*args, **kwargs)
-            if self.is_active and not self.is_failing:
-                from .lifecycle import resume_team_queue
-
-                team_id = self.team_id
-                transaction.on_commit(lambda: resume_team_queue(team_id))
 
     def mark_failing(self, reason: str):
         ApiKey.objects.filter(pk=self.pk).update(failing_since=timezone.now(), last_error=reason[:500])

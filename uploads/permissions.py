@@ -3,6 +3,8 @@
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group, Permission
 
+from .models import Membership
+
 TEAM_ADMIN_GROUP = "Team admins"
 # What a team admin may do in the admin; every ModelAdmin also scopes rows to their teams.
 TEAM_ADMIN_PERMISSIONS = [
@@ -26,8 +28,6 @@ def team_admin_group():
 
 
 def sync_team_admin_access(user_id):
-    from .models import Membership
-
     user = get_user_model().objects.filter(pk=user_id).first()
     if user is None:
         return

@@ -14,6 +14,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from .followups import DeleteRemoteVideos, Result
 from .lifecycle import Source, key_for, record
 from .models import Video
 
@@ -36,7 +37,12 @@ def remove_stored_file(video, reason, source, actor=None):
 
 
 def delete_videos(video_ids, actor, source=Source.USER):
-    """Soft-delete these videos, remove their files, and have memories.ai delete its copies."""
+    """Soft-delete these videos and remove their files; the Result's work has memories.ai
+    delete its copies.
+
+    Each video in its own transaction, and the files removed outside any: the caller enqueues
+    the work afterwards (uploads.tasks.enqueue), never holding a transaction across storage.
+    """
     deleted = []
     for video_id in video_ids:
         with transaction.atomic():
@@ -50,14 +56,11 @@ def delete_videos(video_ids, actor, source=Source.USER):
             record(video, source, video.status, video.status, "deleted", actor=actor)
         remove_stored_file(video, "video deleted", source, actor)
         deleted.append(video)
-    delete_remotely(deleted)
-    return deleted
+    return Result(deleted, remote_deletions(deleted))
 
 
-def delete_remotely(videos):
-    """Enqueue memories.ai deletions, grouped by the key that can see each video, 100 a call."""
-    from .tasks import delete_remote_videos
-
+def remote_deletions(videos):
+    """memories.ai deletions for these videos, grouped by the key that can see each, 100 a call."""
     by_key = defaultdict(list)
     for video in videos:
         if not video.video_no or video.remote_deleted_at:
@@ -68,9 +71,8 @@ def delete_remotely(videos):
                            video.pk, video.video_no)
             continue
         by_key[key.pk].append(video.video_no)
-    for key_id, numbers in by_key.items():
-        for start in range(0, len(numbers), DELETE_BATCH):
-            delete_remote_videos.enqueue(key_id, numbers[start:start + DELETE_BATCH], 0)
+    return tuple(DeleteRemoteVideos(key_id, tuple(numbers[start:start + DELETE_BATCH]))
+                 for key_id, numbers in by_key.items() for start in range(0, len(numbers), DELETE_BATCH))
 
 
 def purge_uploads(now=None):

@@ -1,4 +1,5 @@
-"""Background work: relaying videos to memories.ai, checking their status, deleting them there.
+"""Background work: relaying videos to memories.ai, checking their status, deleting them there;
+and the one place work is enqueued (perform/enqueue), for every entry point.
 
 Arguments are JSON (video ids as strings). A task never sleeps waiting for a pacing slot: it
 re-enqueues itself with run_after. A task may run twice or late; the conditional claims in
@@ -10,16 +11,44 @@ import time
 from datetime import timedelta
 
 from django.conf import settings
+from django.db import transaction
 from django.tasks import task
 from django.utils import timezone
 
-from . import lifecycle, memories
+from . import actions, lifecycle, memories
 from .crypto import ApiKeyDecryptionError
+from .followups import CheckVideo, DeleteRemoteVideos, RelayVideo
 from .models import ApiKey, Video
 
 logger = logging.getLogger(__name__)
 S = Video.Status
 HEARTBEAT_EVERY_SECONDS = 2.0
+
+
+def perform(action, *args, **kwargs):
+    """Run an action and enqueue the work it returns, in one transaction; return its value."""
+    with transaction.atomic():
+        result = action(*args, **kwargs)
+        enqueue(result.work)
+    return result.value
+
+
+def enqueue(work):
+    """Turn follow-up work (uploads/followups.py) into task rows."""
+    for item in work:
+        match item:
+            case RelayVideo(video_id=video_id, attempt=attempt, run_after=run_after):
+                _later(relay_video, run_after).enqueue(video_id, attempt)
+            case CheckVideo(video_id=video_id, run_after=run_after):
+                _later(check_video, run_after).enqueue(video_id)
+            case DeleteRemoteVideos(key_id=key_id, video_nos=video_nos, attempt=attempt, run_after=run_after):
+                _later(delete_remote_videos, run_after).enqueue(key_id, list(video_nos), attempt)
+            case _:
+                raise TypeError(f"not follow-up work: {item!r}")
+
+
+def _later(task_, run_after):
+    return task_.using(run_after=run_after) if run_after is not None else task_
 
 
 @task(queue_name="relay")
@@ -30,7 +59,7 @@ def relay_video(video_id: str, attempt: int):
         return "stale"
     now = timezone.now()
     if video.next_attempt_at and video.next_attempt_at > now:
-        relay_video.using(run_after=video.next_attempt_at).enqueue(video_id, attempt)
+        enqueue([RelayVideo(video_id, attempt, video.next_attempt_at)])
         return "not yet"
     key = video.team.usable_key()
     if key is None:
@@ -38,7 +67,7 @@ def relay_video(video_id: str, attempt: int):
         return "no usable key"
     claimed, retry_at = lifecycle.claim_slot_and_video(video, attempt, key)
     if retry_at is not None:
-        relay_video.using(run_after=retry_at).enqueue(video_id, attempt)
+        enqueue([RelayVideo(video_id, attempt, retry_at)])
         return "paced"
     if not claimed:
         return "claimed elsewhere"
@@ -60,18 +89,21 @@ def relay_video(video_id: str, attempt: int):
             )
     except memories.MemoriesError as error:
         logger.info("relay of video %s failed: %s", video.pk, error)
-        lifecycle.relay_failed(video.pk, error, api_key=key)
+        perform(actions.relay_failed, video.pk, error, api_key=key)
         return f"failed: {error.kind}"
     except ApiKeyDecryptionError as error:
-        lifecycle.relay_failed(video.pk, memories.MemoriesError(memories.KEY, str(error)), api_key=key)
+        perform(actions.relay_failed, video.pk, memories.MemoriesError(memories.KEY, str(error)), api_key=key)
         return "key cannot be decrypted"
     except OSError as error:
         # The stored file cannot be read: retry (storage may be back later), bounded by attempts.
         logger.warning("relay of video %s could not read the stored file: %s", video.pk, error)
-        lifecycle.relay_failed(video.pk, memories.MemoriesError(memories.RETRY, f"stored file unreadable: {error}"))
+        perform(actions.relay_failed, video.pk,
+                memories.MemoriesError(memories.RETRY, f"stored file unreadable: {error}"))
         return "storage error"
     key.mark_used()
-    lifecycle.relay_accepted(video.pk, result)
+    accepted = perform(actions.relay_accepted, video.pk, result)
+    if accepted.deleted_at is None:
+        lifecycle.apply_pending_callbacks(video.pk)
     return "sent"
 
 
@@ -83,19 +115,19 @@ def check_video(video_id: str):
         return "nothing to check"
     key = lifecycle.key_for(video)
     if key is None:
-        lifecycle.schedule_next_check(video.pk)
+        perform(actions.plan_next_check, video.pk)
         return "no key"
     Video.objects.filter(pk=video.pk).update(checks=video.checks + 1, last_checked_at=timezone.now())
     try:
         remote = memories.find_video(key.reveal(), video.video_no)
     except (memories.MemoriesError, ApiKeyDecryptionError) as error:
         logger.info("status check of video %s failed: %s", video.pk, error)
-        lifecycle.schedule_next_check(video.pk)
+        perform(actions.plan_next_check, video.pk)
         return "check failed"
     if remote is not None:
         lifecycle.apply_remote_status(video.pk, remote.status, lifecycle.Source.STATUS_CHECK,
                                       f"status check: {remote.status}")
-    lifecycle.schedule_next_check(video.pk)
+    perform(actions.plan_next_check, video.pk)
     return remote.status if remote else "unknown to memories.ai"
 
 
@@ -113,7 +145,7 @@ def delete_remote_videos(key_id: int, video_nos: list[str], attempt: int):
             logger.error("gave up deleting %d video(s) at memories.ai: %s", len(video_nos), error)
             return "gave up"
         run_after = timezone.now() + timedelta(seconds=lifecycle.backoff_seconds(attempt + 1))
-        delete_remote_videos.using(run_after=run_after).enqueue(key_id, video_nos, attempt + 1)
+        enqueue([DeleteRemoteVideos(key_id, tuple(video_nos), attempt + 1, run_after)])
         return "will retry"
     Video.objects.filter(video_no__in=video_nos, deleted_at__isnull=False).update(remote_deleted_at=timezone.now())
     return f"deleted {len(video_nos)}"

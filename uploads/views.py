@@ -11,7 +11,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 
-from . import lifecycle, removal
+from . import actions, removal, tasks
 from .forms import UploadForm, content_type_for, refusal_reason
 from .models import Team, Video
 from .upload_handlers import refusals
@@ -98,12 +98,26 @@ def store_files(request, team, key, files, title, refused):
             refused.append((uploaded.name, reason))
             continue
         uploaded.content_type = content_type_for(uploaded.name)
-        video = lifecycle.create_video(
+        video = create_video(
             team=team, owner=request.user, api_key=key, uploaded_file=uploaded,
             title=f"{title} ({index})" if numbered else title, sha256=uploaded.sha256,
         )
         stored.append(video)
     return stored
+
+
+def create_video(*, team, owner, api_key, uploaded_file, title, sha256):
+    """Save the file to storage, then the Video row and its relay task in one transaction."""
+    video = Video(team=team, owner=owner, api_key=api_key, title=title,
+                  original_name=uploaded_file.name, content_type=uploaded_file.content_type,
+                  size=uploaded_file.size, sha256=sha256)
+    # The storage write happens before the transaction, never inside it.
+    video.file.save(uploaded_file.name, uploaded_file, save=False)
+    try:
+        return tasks.perform(actions.queue_upload, video, owner)
+    except Exception:
+        video.file.delete(save=False)  # no row points at it: do not leave an orphan behind
+        raise
 
 
 def no_key_message(team):
@@ -115,9 +129,9 @@ def no_key_message(team):
 
 
 def act_on_video(request, video_id, action, done, refused):
-    """Run one lifecycle action on a visible video and say how it went."""
+    """Run one action on a visible video and say how it went."""
     video = get_object_or_404(Video.objects.visible_to(request.user), pk=video_id)
-    if action(video.pk, request.user):
+    if tasks.perform(action, video.pk, request.user):
         messages.success(request, done.format(video=video))
     else:
         messages.error(request, refused.format(video=video, state=video.get_status_display()))
@@ -126,19 +140,19 @@ def act_on_video(request, video_id, action, done, refused):
 
 @require_POST
 def video_retry(request, video_id):
-    return act_on_video(request, video_id, lifecycle.retry,
+    return act_on_video(request, video_id, actions.retry,
                         "“{video}” is queued again.", "“{video}” cannot be retried now ({state}).")
 
 
 @require_POST
 def video_cancel(request, video_id):
-    return act_on_video(request, video_id, lifecycle.cancel,
+    return act_on_video(request, video_id, actions.cancel,
                         "“{video}” was cancelled.", "“{video}” can no longer be cancelled ({state}).")
 
 
 @require_POST
 def video_check_now(request, video_id):
-    return act_on_video(request, video_id, lifecycle.request_check,
+    return act_on_video(request, video_id, actions.request_check,
                         "memories.ai will be asked again about “{video}” in a moment.",
                         "“{video}” is not waiting for memories.ai ({state}).")
 
@@ -148,7 +162,7 @@ def video_delete(request, video_id):
     video = get_object_or_404(Video.objects.visible_to(request.user).select_related("team"), pk=video_id)
     if request.method != "POST":
         return render(request, "uploads/video_delete.html", {"video": video})
-    removal.delete_videos([video.pk], request.user)
+    tasks.enqueue(removal.delete_videos([video.pk], request.user).work)
     messages.success(request, f"“{video}” was deleted, here and at memories.ai.")
     return redirect("video-list")
 

@@ -14,10 +14,10 @@ from django.core.management.base import BaseCommand
 from django.db import close_old_connections
 from django.utils import timezone
 
-from uploads import lifecycle
+from uploads import actions
 from uploads.models import Video
 from uploads.removal import purge_uploads
-from uploads.tasks import check_video
+from uploads.tasks import perform
 
 logger = logging.getLogger(__name__)
 S = Video.Status
@@ -30,14 +30,11 @@ def reconcile(stale_after=None):
     stale_after = settings.MEMPORTAL_HEARTBEAT_STALE_SECONDS if stale_after is None else stale_after
     stale_before = now - timedelta(seconds=stale_after)
     stale = Video.objects.alive().filter(status=S.SENDING, heartbeat_at__lte=stale_before)
-    requeued = sum(lifecycle.requeue_stale(pk, stale_after=stale_after) for pk in stale.values_list("pk", flat=True))
+    requeued = sum(perform(actions.requeue_stale, pk, stale_after=stale_after)
+                   for pk in stale.values_list("pk", flat=True))
     # A check is overdue when its task should have run a while ago (its task row was lost).
     overdue = Video.objects.alive().filter(status=S.PROCESSING, next_check_at__lte=now - timedelta(seconds=60))
-    checks = 0
-    for pk in overdue.values_list("pk", flat=True):
-        Video.objects.filter(pk=pk).update(next_check_at=now)
-        check_video.enqueue(str(pk))
-        checks += 1
+    checks = sum(perform(actions.check_overdue, pk) for pk in overdue.values_list("pk", flat=True))
     return requeued, checks
 
 

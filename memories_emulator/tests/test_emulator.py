@@ -1,4 +1,4 @@
-"""Tests of the memories.ai emulator itself (uploads/emulator*.py), over real HTTP.
+"""Tests of the memories.ai emulator itself (the memories_emulator package), over real HTTP.
 
 Each test starts the emulator on a loopback port and talks to it with
 `requests`, the way the portal will. No database and no Django settings are
@@ -21,11 +21,11 @@ from pathlib import Path
 import pytest
 import requests
 
-from uploads.emulator import MemoriesEmulator
+from memories_emulator import MemoriesEmulator
 
 KEY = "sk-test-1"
 OTHER_KEY = "sk-test-other-2"
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parent.parent.parent
 SAMPLE = REPO / "tests" / "data" / "sample-h264-aac.mp4"
 UPLOAD = "/serve/api/video/upload"
 LIST = "/serve/api/video/list_videos"
@@ -443,19 +443,29 @@ def test_control_api_can_be_switched_off(make_emulator):
     assert requests.get(emu.base_url + "/_emulator/state", timeout=5).status_code == 404
 
 
-# -- management command ---------------------------------------------------------------
+# -- python -m memories_emulator -------------------------------------------------------
+
+def without_django_env():
+    return {name: value for name, value in os.environ.items() if not name.startswith("DJANGO_")}
+
+
+def test_the_package_needs_no_django():
+    code = "import sys, memories_emulator.__main__; assert 'django' not in sys.modules, 'django imported'"
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=without_django_env(),
+                          capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0, done.stderr
+
+
+def test_the_command_refuses_to_start_without_keys():
+    env = {**without_django_env(), "MEMORIES_EMULATOR_KEYS": " , "}
+    done = subprocess.run([sys.executable, "-m", "memories_emulator", "--port", "0"], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=30)
+    assert done.returncode != 0 and "MEMORIES_EMULATOR_KEYS" in done.stderr
+
 
 def test_the_command_serves_until_sigterm():
-    if (REPO / "manage.py").exists():
-        argv = [sys.executable, "manage.py", "memories_emulator"]
-    else:  # until the project exists: just enough Django to run the command
-        argv = [sys.executable, "-c",
-                "import sys, django; from django.conf import settings; "
-                "settings.configure(INSTALLED_APPS=['uploads']); django.setup(); "
-                "from django.core.management import call_command; "
-                "call_command('memories_emulator', *sys.argv[1:])"]
-    env = {**os.environ, "MEMORIES_EMULATOR_KEYS": "sk-env-key-0001,sk-env-key-0002"}
-    env.setdefault("DJANGO_DEBUG", "true")  # the project's settings insist on a secret key otherwise
+    argv = [sys.executable, "-m", "memories_emulator"]
+    env = {**without_django_env(), "MEMORIES_EMULATOR_KEYS": "sk-env-key-0001,sk-env-key-0002"}
     proc = subprocess.Popen(argv + ["--port", "0", "--upload-interval", "60"], cwd=REPO, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:

@@ -1,78 +1,41 @@
-"""A fake memories.ai API, for tests and the local demo.
+"""The memories.ai emulator's state and API: what the fake memories.ai decides.
 
-Owns the remote side of the portal's one integration: it accepts uploads
-(streamed and hashed, never held in memory), paces them per key, keeps the
-remote video list, moves videos UNPARSE -> PARSE on a timeline, POSTs status
-callbacks, answers list/delete calls, and plays the faults a test injects
-(catalogue in ``uploads/emulator_faults.py``; the HTTP side is in
-``uploads/emulator_http.py``). Tests run it in-process on a loopback port;
-``manage.py memories_emulator`` runs it standalone. No production module
-imports it, and it must stay importable without Django settings.
+Owns the remote side of the portal's one integration: it accepts uploads (streamed and
+hashed by ``bodies``, never held in memory), paces them per key, keeps the remote video
+list, moves videos UNPARSE -> PARSE on a ``timeline``, has status callbacks posted,
+answers list/delete calls, and plays the faults a test injects (catalogue in ``faults``).
+The API's paths and answer shapes are in ``remote``. The HTTP side (``server``) reaches it
+only through the public methods listed in ``server.Backend``. Tests run it in-process on a
+loopback port; ``python -m memories_emulator`` runs it standalone. No production module
+imports it, and it must stay importable without Django.
 
-Keys are secrets even here: only "…" + their last four characters ever reach
-logs, recorded headers or the control API.
+Keys are secrets even here: only "…" + their last four characters ever reach logs,
+recorded headers or the control API.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import heapq
-import itertools
 import logging
-import os.path
 import random
 import threading
 import time
-from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
-from urllib.parse import urlsplit
 
-import requests
-
-from uploads import emulator_faults as faults
-from uploads.emulator_http import EmulatorServer, JsonBody, MultipartBody, ReceivedUpload, envelope, key_tail
+import memories_emulator.faults as faults
+from memories_emulator.bodies import JsonBody, MultipartBody, ReceivedUpload, envelope, key_tail
+from memories_emulator.remote import (
+    DELETE_PATH, LIST_PATH, MAX_DELETE, PATH_ALIASES, UPLOAD_PATH, RemoteVideo, listed, split_filename,
+    upload_answer, upload_refusal,
+)
+from memories_emulator.server import EmulatorServer
+from memories_emulator.timeline import CallbackPoster, Timeline
 
 __all__ = ["MemoriesEmulator", "ReceivedUpload", "RemoteVideo", "key_tail"]
 
 logger = logging.getLogger("memportal.emulator")
 
-UPLOAD_PATH = "/serve/api/video/upload"
-LIST_PATH = "/serve/api/video/list_videos"
-DELETE_PATH = "/serve/api/v1/delete_videos"
-# The other documented path family, served too so either portal setting works.
-PATH_ALIASES = {"/serve/api/v1/upload": "upload", "/serve/api/video/delete_videos": "delete"}
-
-VIDEO_EXTENSIONS = {".mp4", ".avi", ".mkv", ".mov"}
-MAX_DELETE = 100
-CALLBACK_TIMEOUT = 5.0
 SCHEDULER_TICK = 0.02  # polled, not slept until due: the clock may be a fake that tests move
-
-
-@dataclass
-class RemoteVideo:
-    """A video as memories.ai holds it for one account (key)."""
-
-    video_no: str
-    video_name: str
-    status: str
-    size: int
-    create_time: int  # ms since the epoch
-    callback: str | None
-    key: str = field(repr=False)  # the raw key: kept in memory only, never shown
-    deleted: bool = False
-    client_id: str = ""
-
-
-@dataclass(order=True)
-class _Step:
-    """A timeline event of one video: a status change and/or a callback."""
-
-    due: float
-    seq: int
-    video_no: str = field(compare=False)
-    status: str | None = field(compare=False, default=None)
-    callback: dict[str, Any] | None = field(compare=False, default=None)
-    copies: int = field(compare=False, default=1)
 
 
 class MemoriesEmulator:
@@ -101,8 +64,8 @@ class MemoriesEmulator:
         self._callbacks: list[dict[str, Any]] = []
         self._log_lines: list[str] = []
         self._last_accepted: dict[str, float] = {}  # raw key -> clock at that upload's start
-        self._steps: list[_Step] = []
-        self._seq = itertools.count()
+        self._timeline = Timeline()
+        self._poster = CallbackPoster(self._record_callback, self.log)
         self._faults = faults.FaultQueue()
         self._stopping = threading.Event()
         self._server: EmulatorServer | None = None
@@ -157,9 +120,9 @@ class MemoriesEmulator:
             self._keys.discard(key)
 
     def inject(self, endpoint: str, fault: str, times: int = 1, **params: Any) -> None:
-        """Queue a fault for the next `times` requests to `endpoint` (see emulator_faults)."""
+        """Queue a fault for the next `times` requests to `endpoint` (see memories_emulator.faults)."""
         self._faults.add(faults.make_fault(endpoint, fault, times, **params))
-        self._log(f"fault queued: {endpoint} {fault} x{times}")
+        self.log(f"fault queued: {endpoint} {fault} x{times}")
 
     def set_status(self, video_no: str, status: str, send_callback: bool = True) -> None:
         """Force a remote status now; the video's planned timeline is dropped."""
@@ -168,11 +131,11 @@ class MemoriesEmulator:
             if video is None:
                 raise KeyError(f"unknown video {video_no}")
             video.status = status
-            self._drop_steps({video_no})
+            self._timeline.drop({video_no})
             url = video.callback if send_callback else None
-        self._log(f"status of {video_no} set to {status}")
+        self.log(f"status of {video_no} set to {status}")
         if url:
-            self._send_callback_later(url, {"videoNo": video_no, "status": status}, 1)
+            self._poster.send_later(url, {"videoNo": video_no, "status": status}, 1)
 
     def wait_for(self, predicate: Callable[[MemoriesEmulator], Any], timeout: float = 10) -> Any:
         """Poll until predicate(self) is truthy and return its value, else raise TimeoutError."""
@@ -224,13 +187,49 @@ class MemoriesEmulator:
                 "requests": self.requests, "callbacks_sent": self.callbacks_sent,
                 "pending_faults": self._faults.pending()}
 
-    # -- the API, called by the request handler with the body already read --
+    # -- what the HTTP side uses (server.Backend) ----------------------------
 
-    def _authorized(self, key: str | None) -> bool:
+    @property
+    def stopping(self) -> threading.Event:
+        return self._stopping
+
+    @property
+    def record_lock(self) -> threading.RLock:
+        return self._lock
+
+    def endpoint_for(self, path: str) -> str | None:
+        return self._routes.get(path)
+
+    def now(self) -> float:
+        return self._clock()
+
+    def take_fault(self, endpoint: str) -> faults.Fault | None:
+        return self._faults.take(endpoint)
+
+    def is_authorized(self, key: str | None) -> bool:
         with self._lock:
             return key is not None and key in self._keys
 
-    def _serve(self, endpoint: str, key: str, body: MultipartBody | JsonBody, started: float) -> dict:
+    def record_request(self, request: dict[str, Any], upload: ReceivedUpload | None) -> None:
+        with self._lock:
+            self._requests.append(request)
+            if upload is not None:
+                self._uploads.append(upload)
+
+    def record_outcome(self, request: dict[str, Any], upload: ReceivedUpload | None,
+                       code: str | None) -> None:
+        with self._lock:
+            request["code"] = code
+            if upload is not None:
+                upload.code = code
+
+    def log(self, line: str) -> None:
+        with self._lock:
+            self._log_lines.append(line)
+        logger.info(line)
+
+    def serve(self, endpoint: str, key: str, body: MultipartBody | JsonBody, started: float) -> dict:
+        """Answer an authorized request whose body has been read; `started` is when it began."""
         if isinstance(body, MultipartBody):
             return self._accept_upload(key, body, started)
         try:
@@ -241,16 +240,22 @@ class MemoriesEmulator:
             return self._list_videos(key, payload)
         return self._delete_videos(key, payload)
 
+    def success_lookalike(self, endpoint: str) -> dict:
+        """A success-shaped body for the "wrong_content_type" fault; it creates nothing."""
+        if endpoint == "upload":
+            return upload_answer(self._new_video_no(), "video", int(self._clock() * 1000))
+        if endpoint == "list":
+            return envelope("0000", {"videos": [], "current_page": 1, "page_size": 20, "total_count": 0})
+        return envelope("0000")
+
+    # -- the API -------------------------------------------------------------
+
     def _accept_upload(self, key: str, body: MultipartBody, started: float) -> dict:
+        refusal = upload_refusal(body)
+        if refusal is not None:
+            return refusal
         record = body.record
-        if body.error:
-            return envelope("0003", msg=body.error)
-        if record.filename is None:
-            return envelope("0003", msg="file is required")
-        name, ext = os.path.splitext(os.path.basename(record.filename.replace("\\", "/")))
-        is_video = (record.content_type or "").lower().startswith("video/")
-        if not is_video or ext.lower() not in VIDEO_EXTENSIONS:
-            return envelope("0001", msg="file type not supported")
+        name, _ = split_filename(record.filename or "")
         now = self._clock()
         with self._lock:
             last = self._last_accepted.get(key)
@@ -265,9 +270,7 @@ class MemoriesEmulator:
             self._videos[video.video_no] = video
             record.video_no = video.video_no
             self._plan_timeline(video, now)
-        return {"code": "0000", "msg": "success", "success": True, "failed": False,
-                "data": {"videoNo": video.video_no, "videoName": video.video_name,
-                         "videoStatus": "UNPARSE", "uploadTime": str(video.create_time)}}
+        return upload_answer(video.video_no, video.video_name, video.create_time)
 
     def _list_videos(self, key: str, payload: Any) -> dict:
         payload = {} if payload is None else payload
@@ -288,10 +291,7 @@ class MemoriesEmulator:
                      and (not status or v.status == status)
                      and (not name or str(name) in v.video_name)]
             found.sort(key=lambda v: (v.create_time, v.video_no), reverse=True)
-            # Strings on purpose: the real API sends numbers as strings here.
-            shown = [{"video_no": v.video_no, "video_name": v.video_name, "status": v.status,
-                      "duration": "12", "size": str(v.size), "create_time": str(v.create_time)}
-                     for v in found[(page - 1) * size:page * size]]
+            shown = [listed(v) for v in found[(page - 1) * size:page * size]]
         return envelope("0000", {"videos": shown, "current_page": page, "page_size": size,
                                  "total_count": len(found)})
 
@@ -305,17 +305,7 @@ class MemoriesEmulator:
             mine = {no for no in payload if no in self._videos and self._videos[no].key == key}
             for no in mine:
                 self._videos[no].deleted = True
-            self._drop_steps(mine)
-        return envelope("0000")
-
-    def _success_look(self, endpoint: str) -> dict:
-        """A success-shaped body for the "wrong_content_type" fault; it creates nothing."""
-        if endpoint == "upload":
-            return {"code": "0000", "msg": "success", "success": True, "failed": False,
-                    "data": {"videoNo": self._new_video_no(), "videoName": "video", "videoStatus": "UNPARSE",
-                             "uploadTime": str(int(self._clock() * 1000))}}
-        if endpoint == "list":
-            return envelope("0000", {"videos": [], "current_page": 1, "page_size": 20, "total_count": 0})
+            self._timeline.drop(mine)
         return envelope("0000")
 
     # -- timeline and callbacks --------------------------------------------
@@ -330,37 +320,28 @@ class MemoriesEmulator:
             target = self._new_video_no() if kind == "other_video" else video.video_no
             copies = 2 if kind == "twice" else 1
             if kind == "never":
-                self._log(f"callbacks for {video.video_no} withheld (fault never)")
+                self.log(f"callbacks for {video.video_no} withheld (fault never)")
             else:
                 unparse_body = {"videoNo": target, "clientId": video.client_id, "status": "UNPARSE"}
-                self._push(_Step(t0 + self.callback_delay, next(self._seq), video.video_no,
-                                 callback=unparse_body, copies=copies))
+                self._timeline.add(t0 + self.callback_delay, video.video_no, callback=unparse_body,
+                                   copies=copies)
                 parse_body = {"videoNo": target, "status": "PARSE"}
         # The PARSE callback rides on the status change, so it never runs ahead of list_videos.
-        self._push(_Step(t0 + self.parse_delay, next(self._seq), video.video_no, status="PARSE",
-                         callback=parse_body, copies=copies))
-
-    def _push(self, step: _Step) -> None:
-        heapq.heappush(self._steps, step)
-
-    def _drop_steps(self, video_nos: set[str]) -> None:
-        if video_nos:
-            self._steps = [s for s in self._steps if s.video_no not in video_nos]
-            heapq.heapify(self._steps)
+        self._timeline.add(t0 + self.parse_delay, video.video_no, status="PARSE", callback=parse_body,
+                           copies=copies)
 
     def _run_due(self) -> None:
         now = self._clock()
         sends = []
         with self._lock:
-            while self._steps and self._steps[0].due <= now:
-                step = heapq.heappop(self._steps)
+            for step in self._timeline.pop_due(now):
                 video = self._videos[step.video_no]
                 if step.status is not None:
                     video.status = step.status
                 if step.callback is not None and video.callback and self.send_callbacks:
                     sends.append((video.callback, step.callback, step.copies))
         for url, body, copies in sends:
-            self._send_callback_later(url, body, copies)
+            self._poster.send_later(url, body, copies)
 
     def _run_scheduler(self) -> None:
         while not self._stopping.wait(SCHEDULER_TICK):
@@ -369,26 +350,9 @@ class MemoriesEmulator:
             except Exception:  # one bad step must not end the timeline for every video
                 logger.exception("memories.ai emulator: timeline step failed")
 
-    def _send_callback_later(self, url: str, body: dict, copies: int) -> None:
-        # A thread per callback: a receiver that hangs must not delay the next video's callback.
-        threading.Thread(target=self._post_callback, args=(url, body, copies),
-                         name="memories-emulator-callback", daemon=True).start()
-
-    def _post_callback(self, url: str, body: dict, copies: int) -> None:
-        for _ in range(copies):
-            sent = {"url": url, "body": dict(body), "status_code": None, "error": None, "at": time.time()}
-            try:
-                response = requests.post(url, json=body, timeout=CALLBACK_TIMEOUT)
-                sent["status_code"] = outcome = response.status_code
-            except requests.RequestException as exc:
-                sent["error"] = f"{type(exc).__name__}: {exc}"
-                # Only the error's type in the log: requests repeats the URL, and with it the secret.
-                outcome = type(exc).__name__
-            with self._lock:
-                self._callbacks.append(sent)
-            self._log(f"callback {body['status']} {body['videoNo']} -> {_redact_url(url)}: {outcome}")
-
-    # -- bookkeeping -------------------------------------------------------
+    def _record_callback(self, sent: dict[str, Any]) -> None:
+        with self._lock:
+            self._callbacks.append(sent)
 
     def _new_video_no(self) -> str:
         with self._lock:
@@ -396,20 +360,3 @@ class MemoriesEmulator:
                 video_no = f"VI{self._rng.randrange(10**17, 10**18)}"
                 if video_no not in self._videos:
                     return video_no
-
-    def _record(self, upload: ReceivedUpload | None, request: dict[str, Any]) -> None:
-        with self._lock:
-            self._requests.append(request)
-            if upload is not None:
-                self._uploads.append(upload)
-
-    def _log(self, line: str) -> None:
-        with self._lock:
-            self._log_lines.append(line)
-        logger.info(line)
-
-
-def _redact_url(url: str) -> str:
-    """Callback URLs carry the portal's secret: log where they point, not the secret."""
-    parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.hostname}{f':{parts.port}' if parts.port else ''}/…"

@@ -1,8 +1,9 @@
-"""Fault injection for the memories.ai emulator (``uploads/emulator.py``).
+"""Fault injection for the memories.ai emulator (``memories_emulator``).
 
 Owns the catalogue of faults a test can queue with ``MemoriesEmulator.inject``,
 their validation, the per-endpoint queues they wait in, and how each request
-fault plays out on one HTTP exchange. Pure stdlib: no Django, no emulator state.
+fault plays out on one HTTP exchange. Pure stdlib: no Django, no emulator state,
+and it imports no other module of the package.
 """
 
 from __future__ import annotations

@@ -1,0 +1,19 @@
+"""A fake memories.ai API: a development and test tool, never imported by production code.
+
+It checks the Authorization header against the keys it was given, answers with memories.ai's
+envelopes and codes, paces uploads per key, keeps the received files' sizes and hashes (never
+the files), later POSTs status callbacks, and plays the faults a test injects. Tests run it
+in-process (``MemoriesEmulator(keys).start()``); ``python -m memories_emulator`` runs it
+standalone (``make demo``, out-of-process tests and benchmarks). It needs no Django.
+
+Modules: ``core`` (state and API), ``remote`` (paths, remote video, answer shapes),
+``server`` (HTTP handler, and ``Backend``, the interface it uses), ``bodies`` (JSON and
+multipart readers, upload records), ``timeline`` (planned steps, callbacks), ``faults``
+(fault catalogue), ``__main__`` (command line).
+"""
+
+from memories_emulator.bodies import ReceivedUpload, key_tail
+from memories_emulator.core import MemoriesEmulator
+from memories_emulator.remote import RemoteVideo
+
+__all__ = ["MemoriesEmulator", "ReceivedUpload", "RemoteVideo", "key_tail"]

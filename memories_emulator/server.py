@@ -1,0 +1,292 @@
+"""How requests reach the memories.ai emulator.
+
+Owns the wire side: the threaded HTTP server and the per-request handler (routing, reading
+the body in chunks into a reader from ``bodies``, answering, hanging up on purpose, the
+control API under ``/_emulator/``). What the fake API decides lives behind ``Backend``, the
+small public interface below, which ``core.MemoriesEmulator`` implements; this module never
+imports the core. Injected faults are acted out by ``faults.play`` through the handler's
+read/answer/hang-up methods.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import socket
+import socketserver
+import struct
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Protocol
+from urllib.parse import urlsplit
+
+from memories_emulator.bodies import (
+    JsonBody, MultipartBody, ReceivedUpload, envelope, key_tail, redacted_headers,
+)
+from memories_emulator.faults import Fault, play
+
+logger = logging.getLogger("memportal.emulator")
+
+CHUNK = 64 * 1024
+# Seconds a silent client may hold a connection: one that stops mid-body must not pin a thread.
+SOCKET_TIMEOUT = 30
+
+
+class Backend(Protocol):
+    """What the HTTP side needs from the emulator; ``MemoriesEmulator`` provides it."""
+
+    @property
+    def stopping(self) -> threading.Event:
+        """Set when the emulator stops: waits and stalls end at once."""
+
+    @property
+    def control_api(self) -> bool:
+        """Whether ``/_emulator/*`` is served."""
+
+    @property
+    def record_lock(self) -> threading.RLock:
+        """Guards the recorded requests and uploads; hold it to change one."""
+
+    def endpoint_for(self, path: str) -> str | None:
+        """"upload", "list", "delete", or None for a path the API does not serve."""
+
+    def now(self) -> float:
+        """The emulator's clock (a fake one in some tests)."""
+
+    def take_fault(self, endpoint: str) -> Fault | None:
+        """Use up the next injected fault for this endpoint, if any."""
+
+    def is_authorized(self, key: str | None) -> bool: ...
+
+    def record_request(self, request: dict[str, Any], upload: ReceivedUpload | None) -> None:
+        """Keep a request (and its upload record) as it starts; both are filled in later."""
+
+    def record_outcome(self, request: dict[str, Any], upload: ReceivedUpload | None,
+                       code: str | None) -> None:
+        """Write the code the client was given (None: no answer) into the records."""
+
+    def serve(self, endpoint: str, key: str, body: JsonBody | MultipartBody, started: float) -> dict[str, Any]:
+        """The API's answer to an authorized request whose body has been read."""
+
+    def success_lookalike(self, endpoint: str) -> dict[str, Any]:
+        """A success-shaped answer that creates nothing ("wrong_content_type" fault)."""
+
+    def log(self, line: str) -> None: ...
+
+    # The control API.
+    def state(self) -> dict[str, Any]: ...
+
+    def inject(self, endpoint: str, fault: str, times: int = 1, **params: Any) -> None: ...
+
+    def set_status(self, video_no: str, status: str, send_callback: bool = True) -> None: ...
+
+
+class EmulatorServer(ThreadingHTTPServer):
+    daemon_threads = True  # a stalled request must not keep the process alive
+
+    def __init__(self, address: tuple[str, int], backend: Backend) -> None:
+        self.backend = backend
+        super().__init__(address, _Handler)
+
+    def server_bind(self) -> None:
+        # HTTPServer.server_bind() resolves the host name (getfqdn), which can stall on a
+        # machine with slow DNS; the emulator never needs it.
+        socketserver.TCPServer.server_bind(self)
+        self.server_name, self.server_port = self.server_address[:2]
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        logger.exception("memories.ai emulator: error while serving %s", client_address)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    """One connection; per-request state is reset in _route()."""
+
+    protocol_version = "HTTP/1.1"
+    server_version = "memories-emulator/1.0"
+    timeout = SOCKET_TIMEOUT
+    server: EmulatorServer
+
+    def do_GET(self) -> None:
+        self._route()
+
+    do_POST = do_PUT = do_PATCH = do_DELETE = do_GET
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (stdlib signature)
+        # The emulator logs its own line per request; http.server's stderr lines would be noise.
+        logger.debug("http.server: " + format, *args)
+
+    # -- per request -------------------------------------------------------
+
+    def _route(self) -> None:
+        backend = self.server.backend
+        self.stopping = backend.stopping
+        self._wall, self._t0 = time.time(), time.monotonic()
+        self._sink: JsonBody | MultipartBody = JsonBody()
+        self._read = 0
+        self._fault: Fault | None = None
+        self._settled = False
+        self._upload: ReceivedUpload | None = None
+        self._request: dict[str, Any] | None = None
+        self._length = self._content_length()
+        path = urlsplit(self.path).path
+        if backend.control_api and path.startswith("/_emulator/"):
+            self._serve_control(path)  # not recorded: it is the test harness talking, not the portal
+            return
+        endpoint = backend.endpoint_for(path)
+        key = self.headers.get("Authorization")
+        if endpoint == "upload" and self.command == "POST":
+            self._upload = ReceivedUpload(started_at=self._wall, key_tail=key_tail(key),
+                                          headers=redacted_headers(self.headers))
+            self._sink = MultipartBody(self._upload, self.headers.get("Content-Type"), backend.record_lock)
+        self._request = {"path": self.path, "method": self.command, "at": self._wall,
+                         "key_tail": key_tail(key), "code": None}
+        backend.record_request(self._request, self._upload)
+        try:
+            if endpoint is None:
+                self._drain_and_answer(404, {"error": "not found"})
+            elif self.command != "POST":
+                self._drain_and_answer(405, {"error": "method not allowed"})
+            else:
+                self._serve_api(endpoint, key)
+        finally:
+            self._settle(None, "no answer (error)")
+
+    def _serve_api(self, endpoint: str, key: str | None) -> None:
+        backend = self.server.backend
+        started = backend.now()
+        if self._length is None:
+            self.answer_json(envelope("0003", msg="a Content-Length is required"))
+            return
+        self._fault = backend.take_fault(endpoint)
+        if self._fault is not None and play(self._fault, self):
+            return
+        # The key is judged on the headers alone, before the body is read. The body is still
+        # drained, so the client reads the answer instead of a reset, and the record is whole.
+        authorized = backend.is_authorized(key)
+        self.read_body()
+        if not self._body_done():
+            self.hang_up()  # the client went away mid-body; nobody to answer
+        elif not authorized or key is None:  # (a None key is never authorized)
+            self.answer_json(envelope("0401"))
+        else:
+            self.answer_json(backend.serve(endpoint, key, self._sink, started))
+
+    def _serve_control(self, path: str) -> None:
+        backend = self.server.backend
+        self.read_body()
+        route = (self.command, path)
+        try:
+            if route == ("GET", "/_emulator/state"):
+                self._send(200, backend.state())
+            elif route == ("POST", "/_emulator/fault"):
+                spec = dict(self._sink.payload() or {})  # type: ignore[union-attr]
+                backend.inject(spec.pop("endpoint", ""), spec.pop("fault", ""), spec.pop("times", 1), **spec)
+                self._send(200, {"ok": True})
+            elif route == ("POST", "/_emulator/status"):
+                spec = self._sink.payload() or {}  # type: ignore[union-attr]
+                backend.set_status(spec["video_no"], spec["status"], bool(spec.get("send_callback", True)))
+                self._send(200, {"ok": True})
+            else:
+                self._send(404, {"error": "not found"})
+        except KeyError as exc:
+            self._send(404, {"error": str(exc)})
+        except (TypeError, ValueError) as exc:
+            self._send(400, {"error": str(exc)})
+
+    def _settle(self, code: str | None, outcome: str) -> None:
+        """Finish this request's records and log line.
+
+        Runs before the answer is written or the connection dropped, so whatever the
+        client sees, the records already show it.
+        """
+        if self._settled or self._request is None:
+            return
+        self._settled = True
+        self._sink.finish(complete=self._body_done())
+        backend, upload = self.server.backend, self._upload
+        backend.record_outcome(self._request, upload, code)
+        line = f"{self.command} {self.path} key={self._request['key_tail'] or '-'} -> {outcome}"
+        if upload is not None:
+            line += f" file={upload.filename!r} {upload.size} bytes"
+            if upload.video_no:
+                line += f" {upload.video_no}"
+        if self._fault is not None:
+            line += f" [fault {self._fault.kind}]"
+        backend.log(f"{line} in {(time.monotonic() - self._t0) * 1000:.0f} ms")
+
+    def _content_length(self) -> int | None:
+        """The body length, or None when it is unknown (chunked or a bad header)."""
+        if self.headers.get("Transfer-Encoding"):
+            return None
+        try:
+            length = int(self.headers.get("Content-Length", "0"))
+        except ValueError:
+            return None
+        return length if length >= 0 else None
+
+    def _body_done(self) -> bool:
+        return self._length is not None and self._read >= self._length
+
+    def _drain_and_answer(self, status: int, body: dict[str, Any]) -> None:
+        self.read_body()
+        self._send(status, body)
+
+    def _send(self, status: int, body: dict[str, Any]) -> None:
+        self.answer(status, json.dumps(body).encode(), "application/json", str(status))
+
+    # -- what faults.play() uses (faults.Exchange) ---------------------------
+
+    def read_body(self, limit: int | None = None) -> int:
+        """Feed the body (or its first `limit` bytes) to this request's reader."""
+        if self._length is None:
+            return self._read
+        target = self._length if limit is None else min(self._length, limit)
+        while self._read < target:
+            try:
+                chunk = self.rfile.read(min(CHUNK, target - self._read))
+            except OSError:  # includes the socket timeout
+                chunk = b""
+            if not chunk:  # the client went away or fell silent
+                self.close_connection = True
+                break
+            self._read += len(chunk)
+            self._sink.feed(chunk)
+        return self._read
+
+    def answer(self, status: int, body: bytes, content_type: str, code: str,
+               headers: dict[str, str] | None = None) -> None:
+        self._settle(code, code)
+        if not self._body_done():
+            self.close_connection = True  # unread body bytes would be taken for the next request
+        try:
+            self.send_response(status)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(body)))
+            for name, value in (headers or {}).items():
+                self.send_header(name, value)
+            if self.close_connection:
+                self.send_header("Connection", "close")
+            self.end_headers()
+            self.wfile.write(body)
+        except OSError:
+            self.close_connection = True
+
+    def answer_json(self, body: dict[str, Any]) -> None:
+        self.answer(200, json.dumps(body).encode(), "application/json", body["code"])
+
+    def hang_up(self, reset: bool = False) -> None:
+        """Drop the connection without an answer; `reset` makes the client see an RST."""
+        self._settle(None, "no answer (reset)" if reset else "no answer (closed)")
+        self.close_connection = True
+        if reset:
+            try:
+                # SO_LINGER with a zero timeout makes close() send RST instead of FIN.
+                self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                self.rfile.close()  # the makefile() reference would otherwise keep the fd open
+                self.connection.close()
+            except OSError:
+                pass
+
+    def success_body(self) -> dict[str, Any]:
+        return self.server.backend.success_lookalike(self._fault.endpoint if self._fault else "upload")

@@ -1,0 +1,49 @@
+"""The work an action leaves for the task queue, as plain data.
+
+Actions (uploads/actions.py) change state and return a Result whose `work` lists these; the
+entry point that called them (a view, the admin, a command, a task) enqueues that work with
+uploads.tasks.perform(), inside the same transaction as the change, so the state and its task
+rows commit together or not at all. Nothing below the entry points enqueues anything.
+"""
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+
+@dataclass(frozen=True)
+class RelayVideo:
+    """Send video `video_id` for attempt number `attempt`, not before `run_after`."""
+
+    video_id: str
+    attempt: int
+    run_after: datetime | None = None
+
+
+@dataclass(frozen=True)
+class CheckVideo:
+    """Ask memories.ai where video `video_id` stands, not before `run_after`."""
+
+    video_id: str
+    run_after: datetime | None = None
+
+
+@dataclass(frozen=True)
+class DeleteRemoteVideos:
+    """Have memories.ai delete these videos (at most 100) with key `key_id`."""
+
+    key_id: int
+    video_nos: tuple[str, ...]
+    attempt: int = 0
+    run_after: datetime | None = None
+
+
+Work = RelayVideo | CheckVideo | DeleteRemoteVideos
+
+
+@dataclass(frozen=True)
+class Result:
+    """What an action did (`value`, for its caller) and the work it leaves (`work`)."""
+
+    value: Any = None
+    work: tuple[Work, ...] = field(default_factory=tuple)
