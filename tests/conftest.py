@@ -16,6 +16,7 @@ from django_tasks_db.models import DBTaskResult
 
 from memories_emulator import MemoriesEmulator
 from uploads import actions, lifecycle, removal, tasks
+from uploads.followups import RelayVideo
 from uploads.models import ApiKey, Membership, Team, Video
 from uploads.views import create_video
 
@@ -154,6 +155,13 @@ def make_video(owner, team, *, status=Video.Status.QUEUED, video_no="", name="cl
                   status=status, video_no=video_no, **extra)
     video.file.save(name, ContentFile(sample("sample-h264-aac.mp4").read_bytes()), save=False)
     video.save()
+    return video
+
+
+def queued_video(owner, team, name="clip.mp4"):
+    """A stored, queued video with its first relay task, as an upload leaves it."""
+    video = make_video(owner, team, name=name)
+    tasks.enqueue([RelayVideo(str(video.pk), 0)])
     return video
 
 

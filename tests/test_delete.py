@@ -5,17 +5,14 @@ from django.core.files.storage import default_storage
 from django_tasks_db.models import DBTaskResult
 
 from uploads.models import Video
-from uploads.tasks import relay_video
 
-from .conftest import delete_videos, make_video, run_worker
+from .conftest import delete_videos, make_video, queued_video, run_worker
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def relayed(member, team, n=1):
-    videos = [make_video(member, team, name=f"clip-{i}.mp4") for i in range(n)]
-    for video in videos:
-        relay_video.enqueue(str(video.pk), 0)
+    videos = [queued_video(member, team, name=f"clip-{i}.mp4") for i in range(n)]
     run_worker("relay")
     return [Video.objects.get(pk=v.pk) for v in videos]
 
@@ -55,8 +52,7 @@ def test_deleting_twice_is_harmless(member, team, api_key, emulator):
 
 
 def test_a_queued_video_deleted_is_never_sent(member, team, api_key, emulator):
-    video = make_video(member, team)
-    relay_video.enqueue(str(video.pk), 0)
+    video = queued_video(member, team)
     delete_videos([video.pk], member)
     run_worker("relay")
     run_worker("default")

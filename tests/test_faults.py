@@ -16,11 +16,10 @@ import pytest
 from django.utils import timezone
 
 from uploads.models import CallbackRecord, Video
-from uploads.tasks import relay_video
 
 from .conftest import (
     make_due,
-    make_video,
+    queued_video,
     relay_tasks,
     run_worker,
     sample,
@@ -37,9 +36,7 @@ SAMPLE_SHA256 = hashlib.sha256(SAMPLE).hexdigest()
 
 @pytest.fixture
 def queued(member, team, api_key, emulator):
-    video = make_video(member, team, name="Quarterly review.mp4")
-    relay_video.enqueue(str(video.pk), 0)
-    return video
+    return queued_video(member, team, name="Quarterly review.mp4")
 
 
 def assert_waits_for_a_retry(video, words):
@@ -209,8 +206,7 @@ def test_callbacks_naming_another_video_are_refused_and_change_nothing(reachable
 
 def test_a_callback_that_comes_before_the_relays_answer_is_applied_when_the_answer_comes(
         reachable, member, team, api_key, emulator):
-    video = make_video(member, team, name="Offsite.mp4")
-    relay_video.enqueue(str(video.pk), 0)
+    video = queued_video(member, team, name="Offsite.mp4")
     # memories.ai takes the file, then answers slowly; meanwhile the worker is held up before it
     # reads the answer (SIGSTOP), so memories.ai's callbacks overtake the answer. The emulator's
     # "slow" fault alone cannot do it: it registers the video, and starts its callback timeline,

@@ -8,20 +8,17 @@ from django.utils import timezone
 from django_tasks_db.models import DBTaskResult
 
 from uploads import actions, tasks
+from uploads.tasks import relay_video
 from uploads.models import Video
 
-from .conftest import TEST_KEY, make_video, relay_tasks, run_worker, sample
+from .conftest import TEST_KEY, make_video, queued_video, relay_tasks, run_worker, sample
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
 @pytest.fixture
 def queued(member, team, api_key):
-    video = make_video(member, team, name="Board meeting.mp4")
-    from uploads.tasks import relay_video
-
-    relay_video.enqueue(str(video.pk), 0)
-    return video
+    return queued_video(member, team, name="Board meeting.mp4")
 
 
 def test_it_sends_the_file_as_memories_ai_documents(queued, emulator, settings):
@@ -95,8 +92,6 @@ def test_after_the_last_attempt_the_video_is_rejected_and_retryable(queued, emul
     settings.MEMPORTAL_MAX_ATTEMPTS = 2
     Video.objects.filter(pk=queued.pk).update(attempts=1)
     DBTaskResult.objects.all().delete()
-    from uploads.tasks import relay_video
-
     relay_video.enqueue(str(queued.pk), 1)
     emulator.inject("upload", "http", status=503)
     run_worker()
@@ -171,8 +166,6 @@ def test_a_non_json_answer_requeues(queued, emulator):
 
 
 def test_a_stale_task_does_not_send_twice(queued, emulator):
-    from uploads.tasks import relay_video
-
     relay_video.enqueue(str(queued.pk), 0)  # a second task row for the same attempt
     run_worker()
     assert len(emulator.uploads) == 1

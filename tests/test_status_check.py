@@ -5,9 +5,8 @@ from django.utils import timezone
 from django_tasks_db.models import DBTaskResult
 
 from uploads.models import Video
-from uploads.tasks import relay_video
 
-from .conftest import make_due, make_video, run_worker
+from .conftest import make_due, make_video, queued_video, run_worker
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -15,8 +14,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 @pytest.fixture
 def relayed(member, team, api_key, emulator, fast_pipeline):
     emulator.send_callbacks = False
-    video = make_video(member, team)
-    relay_video.enqueue(str(video.pk), 0)
+    video = queued_video(member, team)
     run_worker("relay")
     video.refresh_from_db()
     assert video.status == "processing"
