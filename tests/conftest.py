@@ -15,7 +15,7 @@ from django.utils import timezone
 from django_tasks_db.models import DBTaskResult
 
 from memories_emulator import MemoriesEmulator
-from uploads import actions, lifecycle, removal, tasks
+from uploads import actions, removal, reports, tasks
 from uploads.followups import RelayVideo
 from uploads.models import ApiKey, Membership, Team, Video
 from uploads.views import create_video
@@ -161,7 +161,7 @@ def make_video(owner, team, *, status=Video.Status.QUEUED, video_no="", name="cl
 def queued_video(owner, team, name="clip.mp4"):
     """A stored, queued video with its first relay task, as an upload leaves it."""
     video = make_video(owner, team, name=name)
-    tasks.enqueue([RelayVideo(str(video.pk), 0)])
+    tasks.enqueue([RelayVideo(str(video.pk), 0, video.relay_token)])
     return video
 
 
@@ -198,7 +198,7 @@ def store_video(owner, team, api_key, name, content):
 def accept_relay(video, result):
     """What the relay task does with memories.ai's 0000 answer (result: memories.UploadResult)."""
     tasks.perform(actions.relay_accepted, video.pk, result)
-    lifecycle.apply_pending_callbacks(video.pk)
+    reports.apply_pending_callbacks(video.pk)
 
 
 def delete_videos(video_ids, user):

@@ -16,7 +16,7 @@ from uploads.models import CallbackRecord, VideoEvent
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-# from_status -> to_status moves a remote status may cause (uploads/lifecycle.py).
+# from_status -> to_status moves a remote status may cause (uploads/reports.py).
 ALLOWED_MOVES = {("processing", "ready"), ("processing", "failed"), ("processing", "processing")}
 FINAL_FOR = {"PARSE": "ready", "FAIL": "failed", "PARSE_ERROR": "failed"}
 

@@ -45,7 +45,7 @@ def assert_waits_for_a_retry(video, words):
     assert words in video.last_error
     assert video.next_attempt_at > timezone.now() + timedelta(seconds=10)
     retry = relay_tasks().get()
-    assert retry.args_kwargs["args"] == [str(video.pk), 1] and retry.run_after == video.next_attempt_at
+    assert retry.args_kwargs["args"] == [str(video.pk), 1, video.relay_token] and retry.run_after == video.next_attempt_at
     event = video.events.last()
     assert (event.source, event.from_status, event.to_status) == ("relay", "sending", "queued")
     assert "will try again" in event.message and words in event.message

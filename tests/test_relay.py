@@ -39,7 +39,8 @@ def test_it_sends_the_file_as_memories_ai_documents(queued, emulator, settings):
     assert abs(queued.remote_uploaded_at - timezone.now()) < timedelta(minutes=1)
     assert queued.api_key.last_used_at is not None
     check = DBTaskResult.objects.get(queue_name="default")
-    assert check.args_kwargs["args"] == [str(queued.pk)] and check.run_after > timezone.now()
+    queued.refresh_from_db()
+    assert check.args_kwargs["args"] == [str(queued.pk), queued.check_token] and check.run_after > timezone.now()
     assert [e.to_status for e in queued.events.all()] == ["sending", "processing"]
 
 
@@ -59,7 +60,7 @@ def test_a_transient_code_requeues_with_backoff(queued, emulator, code):
     assert queued.next_attempt_at > timezone.now() + timedelta(seconds=10)
     assert f"code {code}" in queued.last_error
     retry_task = relay_tasks().get()
-    assert retry_task.args_kwargs["args"] == [str(queued.pk), 1]
+    assert retry_task.args_kwargs["args"] == [str(queued.pk), 1, queued.relay_token]
     assert retry_task.run_after == queued.next_attempt_at
     assert bool(queued.file) and queued.file.storage.exists(queued.file.name)
 

@@ -50,9 +50,9 @@ def test_a_purged_video_cannot_be_retried(client, member, team):
 def test_retention_counts_from_the_last_change_of_state(member, team, settings):
     video = make_video(member, team, status="processing")
     Video.objects.filter(pk=video.pk).update(status_changed_at=timezone.now() - timedelta(days=30))
-    from uploads import lifecycle
+    from uploads import reports
 
-    lifecycle.apply_remote_status(video.pk, "PARSE", lifecycle.Source.CALLBACK)
+    reports.apply_remote_status(video.pk, "PARSE", reports.Source.CALLBACK)
     call_command("purge_uploads")
     video.refresh_from_db()
     assert video.status == "ready" and video.file  # ready since just now: kept

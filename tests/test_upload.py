@@ -41,7 +41,7 @@ def test_it_accepts_each_container_and_stores_it(client, member, api_key, name):
         assert stored.read() == content
     assert video.content_type.startswith("video/")
     task = DBTaskResult.objects.get()
-    assert (task.queue_name, task.args_kwargs["args"]) == ("relay", [str(video.pk), 0])
+    assert (task.queue_name, task.args_kwargs["args"]) == ("relay", [str(video.pk), 0, video.relay_token])
     assert [e.to_status for e in video.events.all()] == ["queued"]
     assert "Quarterly review" in response.content.decode()
 

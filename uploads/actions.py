@@ -1,14 +1,13 @@
 """What people, workers and the clock do to videos: a transition plus the work it starts.
 
-Each action moves a video through uploads/lifecycle.py and returns a followups.Result: what it
-did, and the work it leaves for the queue as data (relay this video, check that one). It never
-enqueues: the entry point that called it does, with uploads.tasks.perform(), inside the same
-transaction, so a state and the task rows that carry it forward commit together.
+Each action moves a video through uploads/lifecycle.py (or uploads/reports.py) and returns a
+followups.Result: what it did, and the work it leaves for the queue as data (relay this video
+with this token, check that one). It never enqueues: the entry point that called it does, with
+uploads.tasks.perform(), inside the same transaction, so a new token and the one task row that
+carries it commit together.
 """
 
-from django.utils import timezone
-
-from . import lifecycle, removal
+from . import lifecycle, removal, reports
 from .followups import CheckVideo, RelayVideo, Result
 from .lifecycle import Source
 from .models import Video
@@ -16,19 +15,33 @@ from .models import Video
 S = Video.Status
 
 
+def _relay(video):
+    return RelayVideo(str(video.pk), video.attempts, video.relay_token, video.next_attempt_at)
+
+
 def queue_upload(video, actor):
     """A stored upload becomes a queued Video with its first relay."""
     lifecycle.add_video(video, actor)
-    return Result(video, (RelayVideo(str(video.pk), 0),))
+    return Result(video, (RelayVideo(str(video.pk), 0, video.relay_token),))
+
+
+def relay_later(video_id, attempt, token, run_after):
+    """A relay that must wait (paced, or not yet due) hands its turn to one successor."""
+    new = lifecycle.renew_relay(video_id, token)
+    if new is None:
+        return Result(False)
+    return Result(True, (RelayVideo(str(video_id), attempt, new, run_after),))
 
 
 def relay_accepted(video_id, result):
-    """memories.ai took the file: processing, first check planned (or deleted there if we no
-    longer want it). Callbacks that came early are applied by the caller afterwards."""
-    video = lifecycle.accept_relay(video_id, result)
-    if video.deleted_at is not None:
-        return Result(video, removal.remote_deletions([video]))
-    return Result(video, (CheckVideo(str(video.pk), video.next_check_at),))
+    """memories.ai took the file: processing with its first check planned; copies the video does
+    not keep (a second one, or one for a video no longer wanted) are deleted there. Callbacks
+    that came early are applied by the caller afterwards."""
+    video, unwanted, check = lifecycle.accept_relay(video_id, result)
+    work = removal.remote_deletions([video], video_nos=unwanted) if unwanted else ()
+    if check:
+        work += (CheckVideo(str(video.pk), video.check_token, video.next_check_at),)
+    return Result(video, work)
 
 
 def relay_failed(video_id, error, api_key=None):
@@ -36,45 +49,58 @@ def relay_failed(video_id, error, api_key=None):
     video, retry_at = lifecycle.fail_relay(video_id, error, api_key)
     if retry_at is None:
         return Result(video)
-    return Result(video, (RelayVideo(str(video.pk), video.attempts, retry_at),))
+    return Result(video, (_relay(video),))
+
+
+def stored_file_gone(video_id, reason):
+    return Result(lifecycle.stored_file_gone(video_id, reason))
 
 
 def resume_team_queue(team_id):
-    """A key became usable again: one relay for each of the team's waiting videos."""
-    now = timezone.now()
-    waiting = Video.objects.alive().filter(team_id=team_id, status=S.QUEUED)
-    return Result(work=tuple(
-        RelayVideo(str(video_id), attempts, next_at if next_at and next_at > now else None)
-        for video_id, attempts, next_at in waiting.values_list("pk", "attempts", "next_attempt_at")
-    ))
+    """A key became usable again: the team's waiting videos move, one relay each."""
+    waiting = Video.objects.alive().filter(team_id=team_id, status=S.QUEUED).values_list("pk", flat=True)
+    return resume_videos(waiting)
+
+
+def resume_videos(video_ids):
+    """Queued videos without a way forward get one relay each (a new token supersedes any other)."""
+    work = []
+    for video_id in video_ids:
+        video = lifecycle.resume_relay(video_id)
+        if video is not None:
+            work.append(_relay(video))
+    return Result(len(work), tuple(work))
 
 
 def requeue_stale(video_id, stale_after, source=Source.RECONCILE):
-    """A relay whose worker died goes back to the queue; True when it did."""
+    """A relay whose worker died goes back to the queue (or is given up); True when queued."""
     video = lifecycle.requeue_stale(video_id, stale_after, source)
     if video is None:
         return Result(False)
-    return Result(True, (RelayVideo(str(video.pk), video.attempts),))
+    return Result(True, (_relay(video),))
 
 
-def plan_next_check(video_id):
+def plan_next_check(video_id, token):
     """After a status check: the next one, at a growing interval, until the maximum age."""
-    next_at = lifecycle.plan_next_check(video_id)
-    if next_at is None:
+    planned = reports.plan_next_check(video_id, token)
+    if planned is None:
         return Result(None)
-    return Result(next_at, (CheckVideo(str(video_id), next_at),))
+    new, due = planned
+    return Result(due, (CheckVideo(str(video_id), new, due),))
 
 
-def check_overdue(video_id):
-    """reconcile: a processing video's check should have run a while ago (its task was lost)."""
-    lifecycle.bring_check_forward(video_id)
-    return Result(True, (CheckVideo(str(video_id)),))
+def check_now(video_id, actor=None, source=None):
+    """A check now, as the video's one check chain (it supersedes any planned one)."""
+    token = reports.start_check(video_id, actor, source)
+    if token is None:
+        return Result(False)
+    return Result(True, (CheckVideo(str(video_id), token),))
 
 
 def retry(video_id, actor, source=Source.USER):
     if not lifecycle.retry(video_id, actor, source):
         return Result(False)
-    return Result(True, (RelayVideo(str(video_id), 0),))
+    return Result(True, (_relay(Video.objects.get(pk=video_id)),))
 
 
 def cancel(video_id, actor, source=Source.USER):
@@ -82,6 +108,5 @@ def cancel(video_id, actor, source=Source.USER):
 
 
 def request_check(video_id, actor, source=Source.USER):
-    if not lifecycle.request_check(video_id, actor, source):
-        return Result(False)
-    return Result(True, (CheckVideo(str(video_id)),))
+    """Someone pressed "Check now"."""
+    return check_now(video_id, actor, source)

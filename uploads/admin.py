@@ -10,9 +10,11 @@ from django import forms
 from django.contrib import admin, messages
 from django.contrib.auth import get_user_model
 from django.utils import timezone
+from django.utils.decorators import method_decorator
 from django.utils.html import format_html
+from django.views.decorators.debug import sensitive_post_parameters
 
-from . import actions, lifecycle, memories, removal, tasks
+from . import actions, memories, removal, reports, tasks
 from .crypto import ApiKeyDecryptionError
 from .models import ApiKey, CallbackRecord, Membership, Team, Video, VideoEvent
 
@@ -242,11 +244,14 @@ class ApiKeyAdmin(TeamScopedAdmin):
                                timezone.localtime(key.failing_since).strftime("%Y-%m-%d %H:%M"), key.last_error)
         return "OK"
 
+    @method_decorator(sensitive_post_parameters("secret"))  # error reports never show the key
+    def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
+        return super().changeform_view(request, object_id, form_url, extra_context)
+
     def save_model(self, request, obj, form, change):
         if not change:
             obj.created_by = request.user
-        super().save_model(request, obj, form, change)
-        resume_if_usable(obj)
+        save_and_resume(obj, lambda: super(ApiKeyAdmin, self).save_model(request, obj, form, change))
 
     @admin.action(description="Test key (ask memories.ai's list_videos)")
     def test_keys(self, request, queryset):
@@ -266,8 +271,7 @@ class ApiKeyAdmin(TeamScopedAdmin):
         for key in queryset:
             key.failing_since = None
             key.last_error = ""
-            key.save()
-            resume_if_usable(key)
+            save_and_resume(key, key.save)
             self.log_change(request, key, "Re-enabled (failing mark cleared).")
         self.message_user(request, f"{queryset.count()} key(s) re-enabled.")
 
@@ -280,9 +284,12 @@ class ApiKeyAdmin(TeamScopedAdmin):
         self.message_user(request, f"{queryset.count()} key(s) deactivated.")
 
 
-def resume_if_usable(key):
-    """A saved key that can be used lets the team's waiting videos move again."""
-    if key.is_active and not key.is_failing:
+def save_and_resume(key, save):
+    """Save a key; if that gave its team a usable key it lacked, the team's waiting videos move
+    again, once. Editing a key that already worked (its label, say) enqueues nothing."""
+    had_usable = key.team_id is not None and Team.objects.get(pk=key.team_id).usable_key() is not None
+    save()
+    if not had_usable and key.team.usable_key() is not None:
         tasks.perform(actions.resume_team_queue, key.team_id)
 
 
@@ -325,7 +332,7 @@ class VideoAdmin(ManageVideosMixin, ReadOnlyAdmin):
     search_fields = ["title", "original_name", "video_no"]
     date_hierarchy = "created_at"
     inlines = [VideoEventInline]
-    exclude = ["callback_token", "callback_digest"]
+    exclude = ["callback_digest", "relay_token", "check_token"]
     actions = ["retry_videos", "cancel_videos", "delete_videos"]
 
     def has_delete_permission(self, request, obj=None):
@@ -376,7 +383,7 @@ class CallbackRecordAdmin(ManageVideosMixin, ReadOnlyAdmin):
 
     @admin.action(description="Replay (apply again; for records that failed to apply)", permissions=["manage"])
     def replay_callbacks(self, request, queryset):
-        outcomes = [lifecycle.apply_callback(pk) for pk in queryset.filter(video__isnull=False)
+        outcomes = [reports.apply_callback(pk) for pk in queryset.filter(video__isnull=False)
                     .exclude(video_no="").values_list("pk", flat=True)]
         summary = ", ".join(f"{outcomes.count(o)} {o}" for o in sorted(set(outcomes))) or "nothing to replay"
         self.message_user(request, f"Replayed: {summary}.")

@@ -13,18 +13,22 @@ from typing import Any
 
 @dataclass(frozen=True)
 class RelayVideo:
-    """Send video `video_id` for attempt number `attempt`, not before `run_after`."""
+    """Send video `video_id` for attempt number `attempt`, not before `run_after`, while `token`
+    is still the video's relay token."""
 
     video_id: str
     attempt: int
+    token: str
     run_after: datetime | None = None
 
 
 @dataclass(frozen=True)
 class CheckVideo:
-    """Ask memories.ai where video `video_id` stands, not before `run_after`."""
+    """Ask memories.ai where video `video_id` stands, not before `run_after`, while `token` is
+    still the video's check token."""
 
     video_id: str
+    token: str
     run_after: datetime | None = None
 
 

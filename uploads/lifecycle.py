@@ -1,4 +1,5 @@
-"""Every change of a video's state, in one place.
+"""Every change of a video's state on the portal's side, in one place (what memories.ai reports
+is applied by uploads/reports.py, the same way).
 
 The upload view, the relay and status-check tasks, the callback view, the reconciler and the
 admin all move videos through these functions (most of them through uploads/actions.py, which
@@ -10,7 +11,6 @@ transition returns what its caller needs to decide the follow-up work.
 
 import logging
 import random
-import traceback
 from datetime import timedelta
 
 from django.conf import settings
@@ -18,13 +18,13 @@ from django.db import transaction
 from django.utils import timezone
 
 from . import pacing
-from .memories import FAILED_WORDS, KEY, PARSED_WORDS, REJECT, UNPARSED_WORDS
-from .models import ApiKey, CallbackRecord, Team, Video, VideoEvent
+from .memories import KEY, REJECT
+from .models import ApiKey, Team, Video, VideoEvent, new_work_token, token_digest
 
 logger = logging.getLogger(__name__)
 S = Video.Status
 Source = VideoEvent.Source
-Outcome = CallbackRecord.Outcome
+
 
 def record(video, source, from_status, to_status, message="", remote_status="", actor=None):
     if from_status != to_status:
@@ -37,8 +37,11 @@ def record(video, source, from_status, to_status, message="", remote_status="", 
     )
 
 
-def _locked(video_id):
-    return Video.objects.select_for_update().select_related("team").get(pk=video_id)
+def locked(video_id):
+    """The video, re-read under a lock on its own row (of=self: never the team's row as well,
+    so a claim that locks team then video and a cancel that locks video then team cannot
+    deadlock)."""
+    return Video.objects.select_for_update(of=("self",)).select_related("team").get(pk=video_id)
 
 
 # --- Upload -------------------------------------------------------------------------------
@@ -46,6 +49,7 @@ def _locked(video_id):
 def add_video(video, actor):
     """A stored upload becomes a queued Video (the caller enqueues its relay in this transaction)."""
     with transaction.atomic():
+        video.relay_token = new_work_token()
         video.save()
         record(video, Source.UPLOAD, "", S.QUEUED, f"{video.original_name} stored ({video.size} bytes)",
                actor=actor)
@@ -54,27 +58,36 @@ def add_video(video, actor):
 
 # --- Relay --------------------------------------------------------------------------------
 
-def claim_slot_and_video(video, attempt, api_key):
+def claim_slot_and_video(video, attempt, token, api_key):
     """Take the team's slot and the video together: (claimed, when to try again if paced).
 
     One transaction, so another worker never sees the slot taken while this video still looks
-    queued (it would count it as ahead of itself and wait one slot too long).
+    queued (it would count it as ahead of itself and wait one slot too long); and a slot taken
+    for a video that another task claimed first is given back (rolled back with the claim).
     """
     with transaction.atomic():
         slot_free_at = pacing.claim_team_slot(video.team_id)
-        claimed = slot_free_at is None and claim_for_relay(video.pk, attempt, api_key)
+        claimed = slot_free_at is None and claim_for_relay(video.pk, attempt, token, api_key)
+        if slot_free_at is None and not claimed:
+            transaction.set_rollback(True)
     if slot_free_at is not None:
         return False, pacing.turn_of(video, slot_free_at)
     return claimed, None
 
 
-def claim_for_relay(video_id, attempt, api_key):
-    """queued -> sending, only if nobody else took this attempt (two task rows, one send)."""
+def claim_for_relay(video_id, attempt, token, api_key):
+    """queued -> sending, only for the current relay token and attempt (two task rows, one send).
+
+    The callback URL's digest is set here, from the token derived for this video, so the URL
+    given to memories.ai with this send is the one the callback view will find.
+    """
     now = timezone.now()
+    digest = token_digest(Video(pk=video_id).callback_token)
     with transaction.atomic():
-        claimed = Video.objects.filter(pk=video_id, status=S.QUEUED, attempts=attempt, deleted_at__isnull=True).update(
-            status=S.SENDING, attempts=attempt + 1, heartbeat_at=now, next_attempt_at=None, api_key=api_key,
-        )
+        claimed = Video.objects.filter(
+            pk=video_id, status=S.QUEUED, attempts=attempt, relay_token=token, deleted_at__isnull=True,
+        ).update(status=S.SENDING, attempts=attempt + 1, heartbeat_at=now, next_attempt_at=None, api_key=api_key,
+                 callback_digest=digest)
         if claimed:
             video = Video.objects.get(pk=video_id)
             record(video, Source.RELAY, S.QUEUED, S.SENDING, f"attempt {attempt + 1}: sending with key {api_key.masked}")
@@ -86,35 +99,51 @@ def heartbeat(video_id):
 
 
 def accept_relay(video_id, result):
-    """memories.ai answered 0000: sending -> processing. Returns the video, its first check planned."""
+    """memories.ai answered 0000. Returns (video, copies to delete at memories.ai, check planned).
+
+    sending (or queued: reconcile took the relay for dead while it still waited for the answer)
+    -> processing, with a new check chain. A second accepted copy (a relay re-sent after one
+    taken for dead) never replaces the first: it is recorded and deleted there. A copy that
+    arrives for a video that no longer wants it (cancelled, given up, deleted) is kept on the
+    row and deleted there.
+    """
     with transaction.atomic():
-        video = _locked(video_id)
-        if video.status not in (S.SENDING, S.QUEUED):
-            logger.warning("relay answer for video %s found it %s; recording only", video.pk, video.status)
+        video = locked(video_id)
+        if video.video_no and video.video_no != result.video_no:
+            record(video, Source.RELAY, video.status, video.status,
+                   f"memories.ai accepted a second copy as {result.video_no}; keeping {video.video_no} "
+                   "and deleting the second copy there", remote_status=result.status)
+            return video, [result.video_no], False
+        if video.video_no == result.video_no:
+            return video, [], False
+        wanted = video.status in (S.SENDING, S.QUEUED) and video.deleted_at is None
+        if not wanted:
+            logger.warning("relay answer for video %s found it %s; deleting the copy", video.pk, video.status)
+            video.video_no = result.video_no
+            video.save(update_fields=["video_no", "updated_at"])
+            record(video, Source.RELAY, video.status, video.status,
+                   f"memories.ai accepted it as {result.video_no} after it was {video.get_status_display().lower()}"
+                   f"{' and deleted' if video.deleted_at else ''}; deleting that copy there",
+                   remote_status=result.status)
+            return video, [result.video_no], False
         video.video_no = result.video_no
         video.video_name = result.video_name
         video.remote_status = result.status
         video.remote_uploaded_at = result.uploaded_at
         video.last_error = ""
         from_status = video.status
-        # QUEUED: reconcile took this relay for dead while it still waited for the answer. The
-        # answer wins, so the queued re-send finds the video moved and sends no second copy.
-        if video.status in (S.SENDING, S.QUEUED):
-            video.status = S.PROCESSING
-            video.heartbeat_at = None
-            video.next_attempt_at = None
+        # QUEUED: the answer wins, so the queued re-send finds the video moved and sends no copy.
+        video.status = S.PROCESSING
+        video.heartbeat_at = None
+        video.next_attempt_at = None
+        video.relay_token = ""
+        video.check_token = new_work_token()
         video.next_check_at = timezone.now() + timedelta(seconds=settings.MEMPORTAL_STATUS_FIRST_CHECK_SECONDS)
         video.save()
         Team.objects.filter(pk=video.team_id).update(upload_backoff_level=0)
         record(video, Source.RELAY, from_status, video.status,
                f"memories.ai accepted it as {result.video_no}", remote_status=result.status)
-    return video
-
-
-def apply_pending_callbacks(video_id):
-    """Callbacks that arrived before the relay's answer, applied now that it has come."""
-    for pending in CallbackRecord.objects.filter(video_id=video_id, outcome=Outcome.PENDING).order_by("pk"):
-        apply_callback(pending.pk)
+    return video, [], True
 
 
 def backoff_seconds(attempt):
@@ -128,7 +157,7 @@ def fail_relay(video_id, error, api_key=None):
     Returns (video, when to try again): the time only when a retry is planned.
     """
     with transaction.atomic():
-        video = _locked(video_id)
+        video = locked(video_id)
         if video.status != S.SENDING:
             return video, None
         video.heartbeat_at = None
@@ -157,6 +186,7 @@ def fail_relay(video_id, error, api_key=None):
                 run_after = max(run_after, pacing.push_back_team_slot(video.team_id))
             video.status = S.QUEUED
             video.next_attempt_at = run_after
+            video.relay_token = new_work_token()
             video.save()
             record(video, Source.RELAY, S.SENDING, S.QUEUED,
                    f"will try again at {run_after:%H:%M:%S} UTC: {error}", remote_status=error.code)
@@ -165,14 +195,24 @@ def fail_relay(video_id, error, api_key=None):
 
 
 def requeue_stale(video_id, stale_after, source=Source.RECONCILE):
-    """A relay whose heartbeat stopped (worker killed): back to queued. Returns the video, or None."""
+    """A relay whose heartbeat stopped (worker killed): back to queued with a new relay token, or
+    rejected once its attempts are spent. Returns the video when it is queued again, else None."""
     stale_before = timezone.now() - timedelta(seconds=stale_after)
     with transaction.atomic():
-        video = _locked(video_id)
+        video = locked(video_id)
         if video.status != S.SENDING or (video.heartbeat_at and video.heartbeat_at > stale_before):
             return None
-        video.status = S.QUEUED
         video.heartbeat_at = None
+        if video.attempts >= settings.MEMPORTAL_MAX_ATTEMPTS:
+            video.status = S.REJECTED
+            video.relay_token = ""
+            video.last_error = (f"Gave up after {video.attempts} attempts. Last error: the relay stopped "
+                                "without an answer (worker stopped?).")
+            video.save()
+            record(video, source, S.SENDING, S.REJECTED, video.last_error)
+            return None
+        video.status = S.QUEUED
+        video.relay_token = new_work_token()
         video.save()
         record(video, source, S.SENDING, S.QUEUED,
                "the relay stopped without an answer (worker stopped?); sending again. "
@@ -180,116 +220,43 @@ def requeue_stale(video_id, stale_after, source=Source.RECONCILE):
     return video
 
 
-# --- Remote status (callbacks and status checks) ------------------------------------------
-
-def target_state(remote_status):
-    """The portal's state for a status word of memories.ai (None for a word it does not know)."""
-    if remote_status in PARSED_WORDS:
-        return S.READY
-    if remote_status in FAILED_WORDS:
-        return S.FAILED
-    if remote_status in UNPARSED_WORDS:
-        return S.PROCESSING
-    return None
+def renew_relay(video_id, token):
+    """A relay task that must wait hands its turn to a successor: a new token, or None when
+    its own token is no longer current (someone else owns the video's relay now)."""
+    new = new_work_token()
+    if not Video.objects.filter(pk=video_id, status=S.QUEUED, relay_token=token).update(relay_token=new):
+        return None
+    return new
 
 
-def settled_outcome(video, remote_status):
-    """The outcome when this status changes nothing, decided from a plain read: no lock, no
-    transaction. That is a video that can no longer change (ready, cancelled, deleted), or a
-    processing one told again what it already knows (memories.ai repeats itself). None when
-    the status may move the video."""
-    if video.deleted_at is not None or video.status == S.CANCELLED:
-        return Outcome.STALE
-    if video.status == S.READY:
-        return Outcome.DUPLICATE if target_state(remote_status) == S.READY else Outcome.STALE
-    if video.status == S.PROCESSING and video.remote_status == remote_status:
-        return Outcome.DUPLICATE
-    return None
-
-
-def apply_remote_status(video_id, remote_status, source, message="", callback_id=None):
-    """Apply a status memories.ai reported; return the outcome (applied/duplicate/stale).
-
-    With callback_id, that record's outcome is written in the same transaction.
-    """
+def resume_relay(video_id):
+    """A queued video gets a new relay token (key fixed, or reconcile found it without a task).
+    Returns the video, or None when it is not queued."""
     with transaction.atomic():
-        video = _locked(video_id)
-        outcome = _apply_locked(video, remote_status, source, message)
-        if callback_id is not None:
-            CallbackRecord.objects.filter(pk=callback_id).update(outcome=outcome, detail="")
-    return outcome
+        video = locked(video_id)
+        if video.status != S.QUEUED or video.deleted_at is not None:
+            return None
+        video.relay_token = new_work_token()
+        video.save(update_fields=["relay_token", "updated_at"])
+    return video
 
 
-def _apply_locked(video, remote_status, source, message):
-    settled = settled_outcome(video, remote_status)
-    if settled is not None:
-        return settled
-    before, target = video.status, target_state(remote_status)
-    if video.status == S.PROCESSING and target in (S.READY, S.FAILED):
-        video.status = target
-        video.remote_status = remote_status
-        video.next_check_at = None
-        if target == S.FAILED:
-            video.last_error = f"memories.ai could not process the video ({remote_status})."
+def stored_file_gone(video_id, reason):
+    """The stored file is missing or empty: nothing can be sent, now or on a retry. The user is
+    told in plain words (no server path) and the file field is cleared, so Retry is not offered."""
+    with transaction.atomic():
+        video = locked(video_id)
+        if video.status != S.SENDING:
+            return video
+        video.status = S.REJECTED
+        video.heartbeat_at = None
+        video.relay_token = ""
+        video.last_error = f"The stored copy of this video is {reason}; upload the file again."
+        video.file = ""
+        video.file_removed_at = timezone.now()
         video.save()
-        record(video, source, before, target, message, remote_status=remote_status)
-        return Outcome.APPLIED
-    if video.status == S.PROCESSING and video.remote_status != remote_status:
-        # Still processing (or a status we do not know): keep the raw value, change nothing else.
-        video.remote_status = remote_status
-        video.save(update_fields=["remote_status", "updated_at"])
-        record(video, source, before, before, message or f"memories.ai reports {remote_status}",
-               remote_status=remote_status)
-        return Outcome.APPLIED
-    if video.status == target or (video.status == S.PROCESSING and video.remote_status == remote_status):
-        return Outcome.DUPLICATE
-    return Outcome.STALE
-
-
-def apply_callback(record_id):
-    """Apply one stored callback in its own transaction and write down what came of it."""
-    cb = CallbackRecord.objects.select_related("video").get(pk=record_id)
-    return apply_stored_callback(cb, cb.video)
-
-
-def apply_stored_callback(cb, video):
-    """apply_callback() for a record and video the caller already holds (the callback view)."""
-    if video.video_no == "" and video.status in (S.QUEUED, S.SENDING):
-        CallbackRecord.objects.filter(pk=cb.pk).update(
-            outcome=Outcome.PENDING, detail="arrived before the relay's answer; applied when it comes")
-        return Outcome.PENDING
-    if cb.video_no != video.video_no:
-        CallbackRecord.objects.filter(pk=cb.pk).update(
-            outcome=Outcome.REFUSED, detail=f"names {cb.video_no}, the video is {video.video_no or 'unnumbered'}")
-        return Outcome.REFUSED
-    try:
-        return apply_remote_status(video.pk, cb.remote_status, Source.CALLBACK,
-                                   f"callback: {cb.remote_status}", callback_id=cb.pk)
-    except Exception:
-        logger.exception("callback %s could not be applied", cb.pk)
-        CallbackRecord.objects.filter(pk=cb.pk).update(outcome=Outcome.ERROR, detail=traceback.format_exc()[-4000:])
-        return Outcome.ERROR
-
-
-def plan_next_check(video_id):
-    """Plan the next status check at a growing interval, until MEMPORTAL_STATUS_MAX_AGE.
-
-    Returns when it is due, or None when checks stop."""
-    with transaction.atomic():
-        video = _locked(video_id)
-        if video.status != S.PROCESSING:
-            return None
-        since = video.remote_uploaded_at or video.created_at
-        delay = min(settings.MEMPORTAL_STATUS_FIRST_CHECK_SECONDS * (2 ** video.checks),
-                    settings.MEMPORTAL_STATUS_MAX_INTERVAL_SECONDS)
-        next_at = timezone.now() + timedelta(seconds=delay)
-        if next_at > since + timedelta(seconds=settings.MEMPORTAL_STATUS_MAX_AGE):
-            video.next_check_at = None
-            video.save(update_fields=["next_check_at", "updated_at"])
-            return None
-        video.next_check_at = next_at
-        video.save(update_fields=["next_check_at", "updated_at"])
-        return next_at
+        record(video, Source.RELAY, S.SENDING, S.REJECTED, video.last_error)
+    return video
 
 
 # --- People acting on videos --------------------------------------------------------------
@@ -297,13 +264,14 @@ def plan_next_check(video_id):
 def retry(video_id, actor, source=Source.USER):
     """failed/rejected -> queued for a first attempt again (the caller enqueues the relay)."""
     with transaction.atomic():
-        video = _locked(video_id)
+        video = locked(video_id)
         if video.status not in (S.FAILED, S.REJECTED) or not video.file or video.deleted_at:
             return False
         before = video.status
         video.status = S.QUEUED
         video.attempts = 0
         video.next_attempt_at = None
+        video.relay_token = new_work_token()
         video.video_no = ""
         video.remote_status = ""
         video.last_error = ""
@@ -314,7 +282,7 @@ def retry(video_id, actor, source=Source.USER):
 
 def cancel(video_id, actor, source=Source.USER):
     with transaction.atomic():
-        video = _locked(video_id)
+        video = locked(video_id)
         if video.status != S.QUEUED or video.deleted_at:
             return False
         video.status = S.CANCELLED
@@ -322,23 +290,6 @@ def cancel(video_id, actor, source=Source.USER):
         video.save()
         record(video, source, S.QUEUED, S.CANCELLED, "cancelled", actor=actor)
     return True
-
-
-def request_check(video_id, actor, source=Source.USER):
-    """Someone asked to check a processing video now (its checks may have stopped)."""
-    with transaction.atomic():
-        video = _locked(video_id)
-        if video.status != S.PROCESSING or video.deleted_at:
-            return False
-        video.next_check_at = timezone.now()
-        video.save(update_fields=["next_check_at", "updated_at"])
-        record(video, source, video.status, video.status, "status check requested", actor=actor)
-    return True
-
-
-def bring_check_forward(video_id):
-    """reconcile found a check overdue (its task row was lost): it is due now."""
-    Video.objects.filter(pk=video_id).update(next_check_at=timezone.now())
 
 
 def key_for(video) -> ApiKey | None:

@@ -13,6 +13,7 @@ from django.conf import settings
 from django.db import models, transaction
 from django.db.models import Q
 from django.utils import timezone
+from django.utils.crypto import salted_hmac
 
 from . import crypto
 
@@ -162,7 +163,13 @@ def video_upload_to(video, filename):
     return f"videos/{video.team.slug}/{timezone.now():%Y/%m}/{video.pk}{suffix}"
 
 
+def new_work_token():
+    """A fencing token: a task acts only while the token it carries is the video's current one."""
+    return secrets.token_hex(8)
+
+
 def new_callback_token():
+    """Migration 0001's default for the plaintext token column, which migration 0003 removed."""
     return secrets.token_urlsafe(32)
 
 
@@ -207,9 +214,15 @@ class Video(models.Model):
     next_check_at = models.DateTimeField(null=True, blank=True)
     last_checked_at = models.DateTimeField(null=True, blank=True)
 
-    # The callback URL carries a random token; only its digest is looked up, and the token is
-    # compared in constant time, so response timing reveals nothing about other videos' tokens.
-    callback_token = models.CharField(max_length=64, default=new_callback_token, editable=False)
+    # One live chain per kind of work: a relay or check task carries the token current when it
+    # was enqueued, and acts (or plans its successor) only while it is still the video's token.
+    # Asking for the work again replaces the token, so a superseded task row finds it stale.
+    relay_token = models.CharField(max_length=16, blank=True, editable=False)
+    check_token = models.CharField(max_length=16, blank=True, editable=False)
+
+    # The callback URL carries a token derived from the video's id with an HMAC under the
+    # secret key; only its SHA-256 is stored and looked up, so neither the database nor the
+    # admin holds a usable token.
     callback_digest = models.CharField(max_length=64, unique=True, editable=False)
 
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
@@ -232,6 +245,11 @@ class Video(models.Model):
         if not self.callback_digest:
             self.callback_digest = token_digest(self.callback_token)
         super().save(*args, **kwargs)
+
+    @property
+    def callback_token(self):
+        """The secret in this video's callback URL (never stored: derived when it is needed)."""
+        return salted_hmac("memportal.callback-token", str(self.pk), algorithm="sha256").hexdigest()[:43]
 
     @property
     def display_name(self):

@@ -15,7 +15,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from .followups import DeleteRemoteVideos, Result
-from .lifecycle import Source, key_for, record
+from .lifecycle import Source, key_for, locked, record
 from .models import Video
 
 logger = logging.getLogger(__name__)
@@ -24,13 +24,17 @@ DELETE_BATCH = 100
 RETAINED_UNTIL_PURGE = (S.READY, S.FAILED, S.CANCELLED)
 
 
-def remove_stored_file(video, reason, source, actor=None):
-    """Delete the stored file of this video (if any) and note it on the video."""
+def remove_stored_file(video, reason, source, actor=None, **still):
+    """Delete the stored file of this video (if any) and note it on the video.
+
+    The file is claimed first with a conditional UPDATE (the same name, and the conditions in
+    `still`), so a video that moved meanwhile (a retry re-queued it) keeps its file.
+    """
     name = video.file.name if video.file else ""
-    if not name:
+    if not name or not Video.objects.filter(pk=video.pk, file=name, **still).update(
+            file="", file_removed_at=timezone.now()):
         return False
     video.file.storage.delete(name)
-    Video.objects.filter(pk=video.pk).update(file="", file_removed_at=timezone.now())
     record(video, source, video.status, video.status, f"stored file removed ({reason})", actor=actor)
     logger.info("removed stored file of video %s (%s)", video.pk, reason)
     return True
@@ -46,31 +50,35 @@ def delete_videos(video_ids, actor, source=Source.USER):
     deleted = []
     for video_id in video_ids:
         with transaction.atomic():
-            video = Video.objects.select_for_update().select_related("team").get(pk=video_id)
+            video = locked(video_id)
             if video.deleted_at is not None:
                 continue
             video.deleted_at = timezone.now()
             video.next_check_at = None
             video.next_attempt_at = None
-            video.save(update_fields=["deleted_at", "next_check_at", "next_attempt_at", "updated_at"])
+            video.relay_token = video.check_token = ""  # any task row still queued finds itself stale
+            video.save(update_fields=["deleted_at", "next_check_at", "next_attempt_at", "relay_token",
+                                      "check_token", "updated_at"])
             record(video, source, video.status, video.status, "deleted", actor=actor)
         remove_stored_file(video, "video deleted", source, actor)
         deleted.append(video)
     return Result(deleted, remote_deletions(deleted))
 
 
-def remote_deletions(videos):
-    """memories.ai deletions for these videos, grouped by the key that can see each, 100 a call."""
+def remote_deletions(videos, video_nos=None):
+    """memories.ai deletions for these videos (their video_no, or the copies named in video_nos),
+    grouped by the key that can see each, 100 a call."""
     by_key = defaultdict(list)
     for video in videos:
-        if not video.video_no or video.remote_deleted_at:
+        numbers = video_nos if video_nos is not None else [video.video_no]
+        if video_nos is None and (not video.video_no or video.remote_deleted_at):
             continue
         key = key_for(video)
         if key is None:
             logger.warning("video %s (%s) cannot be deleted at memories.ai: its team has no key",
-                           video.pk, video.video_no)
+                           video.pk, ", ".join(numbers))
             continue
-        by_key[key.pk].append(video.video_no)
+        by_key[key.pk].extend(numbers)
     return tuple(DeleteRemoteVideos(key_id, tuple(numbers[start:start + DELETE_BATCH]))
                  for key_id, numbers in by_key.items() for start in range(0, len(numbers), DELETE_BATCH))
 
@@ -83,5 +91,6 @@ def purge_uploads(now=None):
                .exclude(file=""))
     removed = 0
     for video in expired.iterator():
-        removed += remove_stored_file(video, f"kept {settings.MEMPORTAL_RETENTION_DAYS} days", Source.RECONCILE)
+        removed += remove_stored_file(video, f"kept {settings.MEMPORTAL_RETENTION_DAYS} days", Source.RECONCILE,
+                                      status__in=RETAINED_UNTIL_PURGE, status_changed_at__lte=cutoff)
     return removed

@@ -10,12 +10,15 @@ import logging
 import time
 from datetime import timedelta
 
+from botocore.exceptions import BotoCoreError, ClientError
 from django.conf import settings
 from django.db import transaction
-from django.tasks import task
+from django.db.models import Q
+from django.tasks import TaskResultStatus, task
 from django.utils import timezone
+from django_tasks_db.models import DBTaskResult
 
-from . import actions, lifecycle, memories
+from . import actions, lifecycle, memories, reports
 from .crypto import ApiKeyDecryptionError
 from .followups import CheckVideo, DeleteRemoteVideos, RelayVideo
 from .models import ApiKey, Video
@@ -23,6 +26,8 @@ from .models import ApiKey, Video
 logger = logging.getLogger(__name__)
 S = Video.Status
 HEARTBEAT_EVERY_SECONDS = 2.0
+# Local files raise OSError; S3 raises botocore's errors (ClientError, EndpointConnectionError...).
+STORAGE_ERRORS = (OSError, BotoCoreError, ClientError)
 
 
 def perform(action, *args, **kwargs):
@@ -37,10 +42,10 @@ def enqueue(work):
     """Turn follow-up work (uploads/followups.py) into task rows."""
     for item in work:
         match item:
-            case RelayVideo(video_id=video_id, attempt=attempt, run_after=run_after):
-                _later(relay_video, run_after).enqueue(video_id, attempt)
-            case CheckVideo(video_id=video_id, run_after=run_after):
-                _later(check_video, run_after).enqueue(video_id)
+            case RelayVideo(video_id=video_id, attempt=attempt, token=token, run_after=run_after):
+                _later(relay_video, run_after).enqueue(video_id, attempt, token)
+            case CheckVideo(video_id=video_id, token=token, run_after=run_after):
+                _later(check_video, run_after).enqueue(video_id, token)
             case DeleteRemoteVideos(key_id=key_id, video_nos=video_nos, attempt=attempt, run_after=run_after):
                 _later(delete_remote_videos, run_after).enqueue(key_id, list(video_nos), attempt)
             case _:
@@ -51,27 +56,68 @@ def _later(task_, run_after):
     return task_.using(run_after=run_after) if run_after is not None else task_
 
 
+def live_relays():
+    """{video id: tokens} of relay_video rows that can still run or are running."""
+    return _live_tokens(relay_video, token_index=2)
+
+
+def live_checks():
+    """{video id: tokens} of check_video rows that can still run or are running."""
+    return _live_tokens(check_video, token_index=1)
+
+
+def _live_tokens(task_, token_index):
+    """A chain is live when such a row carries the video's current token (superseded rows stay
+    in the table and find their token stale). A RUNNING row whose worker has been silent longer
+    than MEMPORTAL_HEARTBEAT_STALE_SECONDS is taken for dead: a killed worker leaves its row
+    RUNNING for ever. Rows enqueued before tokens existed carry none: they count as token "".
+    """
+    running_since = timezone.now() - timedelta(seconds=settings.MEMPORTAL_HEARTBEAT_STALE_SECONDS)
+    rows = DBTaskResult.objects.filter(task_path=task_.module_path).filter(
+        Q(status=TaskResultStatus.READY) | Q(status=TaskResultStatus.RUNNING, started_at__gte=running_since))
+    tokens = {}
+    for args_kwargs in rows.values_list("args_kwargs", flat=True):
+        args = args_kwargs.get("args") or []
+        if args:
+            tokens.setdefault(args[0], set()).add(args[token_index] if len(args) > token_index else "")
+    return tokens
+
+
 @task(queue_name="relay")
-def relay_video(video_id: str, attempt: int):
-    """Send one stored video to memories.ai, if it is still waiting for this attempt."""
+def relay_video(video_id: str, attempt: int, token: str = ""):
+    """Send one stored video to memories.ai, while this task's token and attempt are current."""
     video = Video.objects.alive().select_related("team").filter(pk=video_id).first()
-    if video is None or video.status != S.QUEUED or video.attempts != attempt:
+    if video is None or video.status != S.QUEUED or video.attempts != attempt or video.relay_token != token:
         return "stale"
-    now = timezone.now()
-    if video.next_attempt_at and video.next_attempt_at > now:
-        enqueue([RelayVideo(video_id, attempt, video.next_attempt_at)])
+    if video.next_attempt_at and video.next_attempt_at > timezone.now():
+        perform(actions.relay_later, video_id, attempt, token, video.next_attempt_at)
         return "not yet"
     key = video.team.usable_key()
     if key is None:
         # The video waits in `queued`; fixing the key resumes the team's queue.
         return "no usable key"
-    claimed, retry_at = lifecycle.claim_slot_and_video(video, attempt, key)
+    claimed, retry_at = lifecycle.claim_slot_and_video(video, attempt, token, key)
     if retry_at is not None:
-        enqueue([RelayVideo(video_id, attempt, retry_at)])
+        perform(actions.relay_later, video_id, attempt, token, retry_at)
         return "paced"
     if not claimed:
         return "claimed elsewhere"
+    # From the claim on, every path ends in a transition: the video never stays `sending`.
+    try:
+        return send(video, key)
+    except Exception as error:  # a bug, or a failure nobody foresaw: one attempt, in the timeline
+        logger.exception("relay of video %s failed unexpectedly", video.pk)
+        perform(actions.relay_failed, video.pk, memories.MemoriesError(
+            memories.RETRY, f"unexpected error while sending ({type(error).__name__})"))
+        return "unexpected error"
 
+
+def send(video, key):
+    """Stream a claimed video to memories.ai and move it on with the answer."""
+    gone = storage_problem(video)
+    if gone:
+        perform(actions.stored_file_gone, video.pk, gone)
+        return "stored file gone"
     last_beat = time.monotonic()
 
     def on_progress(sent):
@@ -94,40 +140,54 @@ def relay_video(video_id: str, attempt: int):
     except ApiKeyDecryptionError as error:
         perform(actions.relay_failed, video.pk, memories.MemoriesError(memories.KEY, str(error)), api_key=key)
         return "key cannot be decrypted"
-    except OSError as error:
-        # The stored file cannot be read: retry (storage may be back later), bounded by attempts.
+    except STORAGE_ERRORS as error:
+        # The storage failed while the body was being read: transient, bounded by attempts.
         logger.warning("relay of video %s could not read the stored file: %s", video.pk, error)
-        perform(actions.relay_failed, video.pk,
-                memories.MemoriesError(memories.RETRY, f"stored file unreadable: {error}"))
+        perform(actions.relay_failed, video.pk, memories.MemoriesError(
+            memories.RETRY, f"the stored file could not be read ({type(error).__name__}); will try again"))
         return "storage error"
     key.mark_used()
     accepted = perform(actions.relay_accepted, video.pk, result)
     if accepted.deleted_at is None:
-        lifecycle.apply_pending_callbacks(video.pk)
+        reports.apply_pending_callbacks(video.pk)
     return "sent"
 
 
+def storage_problem(video):
+    """Why the stored file cannot be sent at all ("missing", "empty"), or "" when it can."""
+    name = video.file.name if video.file else ""
+    try:
+        if not name or not video.file.storage.exists(name):
+            return "missing"
+        if video.file.storage.size(name) == 0:
+            return "empty"
+    except STORAGE_ERRORS:
+        return ""  # the storage itself is failing: the read will tell, and that is transient
+    return ""
+
+
 @task(queue_name="default")
-def check_video(video_id: str):
-    """Ask memories.ai where a processing video stands; plan the next check if not final."""
+def check_video(video_id: str, token: str = ""):
+    """Ask memories.ai where a processing video stands, while this check's token is current;
+    plan the next check (one successor, with a new token) if it is not final."""
     video = Video.objects.alive().select_related("team", "api_key").filter(pk=video_id).first()
-    if video is None or video.status != S.PROCESSING or not video.video_no:
-        return "nothing to check"
+    if video is None or video.status != S.PROCESSING or not video.video_no or video.check_token != token:
+        return "stale"
     key = lifecycle.key_for(video)
     if key is None:
-        perform(actions.plan_next_check, video.pk)
+        perform(actions.plan_next_check, video.pk, token)
         return "no key"
     Video.objects.filter(pk=video.pk).update(checks=video.checks + 1, last_checked_at=timezone.now())
     try:
         remote = memories.find_video(key.reveal(), video.video_no)
     except (memories.MemoriesError, ApiKeyDecryptionError) as error:
         logger.info("status check of video %s failed: %s", video.pk, error)
-        perform(actions.plan_next_check, video.pk)
+        perform(actions.plan_next_check, video.pk, token)
         return "check failed"
     if remote is not None:
-        lifecycle.apply_remote_status(video.pk, remote.status, lifecycle.Source.STATUS_CHECK,
-                                      f"status check: {remote.status}")
-    perform(actions.plan_next_check, video.pk)
+        reports.apply_remote_status(video.pk, remote.status, lifecycle.Source.STATUS_CHECK,
+                                    f"status check: {remote.status}")
+    perform(actions.plan_next_check, video.pk, token)
     return remote.status if remote else "unknown to memories.ai"
 
 

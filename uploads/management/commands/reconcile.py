@@ -1,7 +1,12 @@
-"""Recover what background work can lose: relays whose worker died, and overdue status checks.
+"""Recover what background work can lose: every video that is not resting gets a way forward.
 
-Run once at worker start and every minute by the Procfile's `clock` process. Recovery comes from
-the Video's own state, not from task rows (a killed worker leaves its task row RUNNING forever).
+Run once at worker start and every minute by the Procfile's `clock` process. It sweeps every
+non-final state: a `sending` video whose heartbeat stopped (worker killed) is queued again or,
+its attempts spent, rejected; a `queued` video with no live relay task (a task that raised, a
+worker killed between two steps) gets one, if its team has a usable key; a `processing` video
+whose checks have not stopped and that has no live check chain gets one. A chain is live when a
+task row carries the video's current token (uploads/tasks.py), so a lagging queue never gets a
+second chain, and reconcile itself is bounded: at most one new task per video per pass.
 """
 
 import logging
@@ -17,7 +22,7 @@ from django.utils import timezone
 from uploads import actions
 from uploads.models import Video
 from uploads.removal import purge_uploads
-from uploads.tasks import perform
+from uploads.tasks import live_checks, live_relays, perform
 
 logger = logging.getLogger(__name__)
 S = Video.Status
@@ -25,21 +30,30 @@ PURGE_EVERY_SECONDS = 24 * 3600
 
 
 def reconcile(stale_after=None):
-    """One pass; returns (re-queued relays, status checks enqueued)."""
+    """One pass; returns (relays re-queued or resumed, check chains started)."""
     now = timezone.now()
     stale_after = settings.MEMPORTAL_HEARTBEAT_STALE_SECONDS if stale_after is None else stale_after
     stale_before = now - timedelta(seconds=stale_after)
-    stale = Video.objects.alive().filter(status=S.SENDING, heartbeat_at__lte=stale_before)
+    alive = Video.objects.alive()
+    stale = alive.filter(status=S.SENDING, heartbeat_at__lte=stale_before)
     requeued = sum(perform(actions.requeue_stale, pk, stale_after=stale_after)
                    for pk in stale.values_list("pk", flat=True))
-    # A check is overdue when its task should have run a while ago (its task row was lost).
-    overdue = Video.objects.alive().filter(status=S.PROCESSING, next_check_at__lte=now - timedelta(seconds=60))
-    checks = sum(perform(actions.check_overdue, pk) for pk in overdue.values_list("pk", flat=True))
-    return requeued, checks
+    relays = live_relays()
+    waiting = (alive.filter(status=S.QUEUED, team__api_keys__is_active=True,
+                            team__api_keys__failing_since__isnull=True)
+               .values_list("pk", "relay_token"))
+    stranded = [pk for pk, token in waiting if token not in relays.get(str(pk), ())]
+    requeued += perform(actions.resume_videos, stranded) if stranded else 0
+    checks = live_checks()
+    # Checks not stopped (next_check_at set) whose chain has no live row.
+    processing = alive.filter(status=S.PROCESSING, next_check_at__isnull=False).values_list("pk", "check_token")
+    started = sum(perform(actions.check_now, pk) for pk, token in processing
+                  if token not in checks.get(str(pk), ()))
+    return requeued, started
 
 
 class Command(BaseCommand):
-    help = "Re-queue relays whose worker stopped and enqueue overdue status checks."
+    help = "Give every video that is not resting a way forward (dead relays, lost tasks, lost check chains)."
 
     def add_arguments(self, parser):
         parser.add_argument("--every", type=int, default=0,
@@ -54,7 +68,7 @@ class Command(BaseCommand):
         while True:
             requeued, checks = reconcile(stale_after)
             if requeued or checks or options["verbosity"] > 1:
-                self.stdout.write(f"reconcile: {requeued} relay(s) re-queued, {checks} status check(s) enqueued")
+                self.stdout.write(f"reconcile: {requeued} relay(s) re-queued, {checks} status check chain(s) started")
             if not every:
                 return
             # The clock also runs retention, at its start and then once a day, and drops
