@@ -262,5 +262,9 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": envstr("MEMPORTAL_LOG_LEVEL", "INFO")},
     "loggers": {
         "django.db.backends": {"level": "INFO"},
+        # Django's own default handlers (console with DEBUG, django.server) lack the redacting
+        # filter and would print callback URLs: these loggers go through the root's handler only.
+        "django": {"handlers": [], "propagate": True},
+        "django.server": {"handlers": [], "propagate": True},
     },
 }

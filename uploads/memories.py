@@ -10,7 +10,7 @@ never part of a message, a log line or an exception.
 import json
 import logging
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import requests
 from django.conf import settings
@@ -85,11 +85,18 @@ def error_for_code(code: str, msg: str) -> MemoriesError:
     return MemoriesError(RETRY, f"memories.ai answered an unknown code{said}", code=code)
 
 
+# memories.ai's uploadTime is for display only (the portal's own clock decides how long it waits):
+# a value more than this far from now is not believed (seconds sent for milliseconds, say).
+PLAUSIBLE_CLOCK_SKEW = timedelta(days=1)
+
+
 def parse_millis(value) -> datetime | None:
+    """A time in milliseconds since the epoch, if it is within a day of now; else None."""
     try:
-        return datetime.fromtimestamp(int(str(value)) / 1000, tz=UTC)
+        when = datetime.fromtimestamp(int(str(value)) / 1000, tz=UTC)
     except (TypeError, ValueError, OverflowError, OSError):
         return None
+    return when if abs(when - datetime.now(tz=UTC)) <= PLAUSIBLE_CLOCK_SKEW else None
 
 
 def _url(path: str) -> str:

@@ -106,10 +106,13 @@ class ApiKey(models.Model):
     def masked(self):
         return f"…{self.last4}" if self.last4 else "…"
 
+    # A key shorter than this shows none of its characters: its last four would give away too much.
+    SHOWN_FROM_LENGTH = 16
+
     def set_secret(self, raw: str):
         raw = raw.strip()
         self.secret_encrypted = crypto.encrypt(raw)
-        self.last4 = raw[-4:]
+        self.last4 = raw[-4:] if len(raw) >= self.SHOWN_FROM_LENGTH else ""
 
     def reveal(self) -> str:
         """The raw key, for the Authorization header only. Never log or display it."""

@@ -1,0 +1,185 @@
+"""Every video has one owner at a time: the defects of issue 8, one regression test each.
+
+Each test failed on the code before the fix (docs/reliability.md, "One owner at a time", says
+how) and drives the portal through what a user, an operator or a worker does: pages, the admin,
+real workers, reconcile, and the memories.ai emulator on loopback.
+"""
+
+import logging
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from django.core.files.storage import default_storage
+from django.utils import timezone
+from django_tasks_db.models import DBTaskResult
+
+from uploads import memories
+from uploads.management.commands.reconcile import reconcile
+from uploads.memories import UploadResult
+from uploads.models import ApiKey, Video
+
+from .conftest import accept_relay, make_due, make_video, queued_video, relay_tasks, run_worker
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def ready_checks(video):
+    return [row for row in DBTaskResult.objects.filter(task_path="uploads.tasks.check_video", status="READY")
+            if row.args_kwargs["args"][0] == str(video.pk)]
+
+
+@pytest.fixture
+def processing(member, team, api_key, emulator, fast_pipeline):
+    """A video memories.ai accepted, with no callbacks: status checks are its only news."""
+    emulator.send_callbacks = False
+    video = queued_video(member, team)
+    run_worker("relay")
+    video.refresh_from_db()
+    assert video.status == "processing" and len(ready_checks(video)) == 1
+    return video
+
+
+# 1. Status checks multiply.
+def test_check_now_pressed_three_times_leaves_one_check_chain(client, member, processing, emulator):
+    client.force_login(member)
+    for _ in range(3):
+        client.post(f"/videos/{processing.pk}/check/")
+    make_due("default")
+    run_worker("default")
+    assert len(ready_checks(processing)) == 1
+    make_due("default")
+    run_worker("default")
+    assert len(ready_checks(processing)) == 1
+    assert reconcile() == (0, 0)  # a live chain: reconcile adds none
+
+
+def test_a_lagging_queue_gets_no_second_chain_from_reconcile(processing):
+    # The chain's next check is long overdue (the default queue lags): it is still the one chain.
+    DBTaskResult.objects.filter(status="READY").update(run_after=timezone.now() - timedelta(minutes=10))
+    Video.objects.filter(pk=processing.pk).update(next_check_at=timezone.now() - timedelta(minutes=10))
+    assert reconcile() == (0, 0)
+    assert len(ready_checks(processing)) == 1
+
+
+# 2. Relays stuck in `sending`, re-sent without bound.
+@pytest.mark.parametrize("damage, words", [("empty", "empty"), ("missing", "missing")])
+def test_a_stored_file_gone_or_empty_is_refused_at_once_in_plain_words(member, team, api_key, emulator,
+                                                                       damage, words):
+    video = queued_video(member, team)
+    if damage == "empty":
+        with open(default_storage.path(video.file.name), "wb"):
+            pass
+    else:
+        default_storage.delete(video.file.name)
+    run_worker("relay")
+    video.refresh_from_db()
+    assert video.status == "rejected" and words in video.last_error
+    assert default_storage.location not in video.last_error and "upload the file again" in video.last_error
+    assert emulator.uploads == [] and not relay_tasks().exists()
+    assert not video.file  # nothing left to retry with: Retry is not offered
+
+
+def test_a_relay_that_keeps_dying_is_given_up_after_the_attempts(member, team, api_key, settings):
+    settings.MEMPORTAL_MAX_ATTEMPTS = 2
+    video = make_video(member, team, status=Video.Status.SENDING, attempts=2,
+                       heartbeat_at=timezone.now() - timedelta(hours=1))
+    reconcile(stale_after=60)
+    video.refresh_from_db()
+    assert video.status == "rejected" and "Gave up after 2 attempts" in video.last_error
+    assert not relay_tasks().exists()
+
+
+# 4. A second accepted copy overwrites the first.
+def test_a_second_accepted_copy_is_deleted_and_the_first_kept(processing):
+    first = processing.video_no
+    accept_relay(processing, UploadResult("VI-second-copy", "clip", "UNPARSE", None))
+    processing.refresh_from_db()
+    assert processing.video_no == first
+    assert len(ready_checks(processing)) == 1  # no second check chain
+    deletions = DBTaskResult.objects.filter(task_path="uploads.tasks.delete_remote_videos")
+    assert [row.args_kwargs["args"][1] for row in deletions] == [["VI-second-copy"]]
+    assert "second copy" in processing.events.last().message
+
+
+# 6. Queued videos with no task are never recovered.
+def test_reconcile_gives_a_queued_video_without_a_task_its_relay(member, team, api_key, emulator):
+    video = make_video(member, team)  # queued, but its task row is gone (a worker died before it)
+    assert reconcile() == (1, 0)
+    assert reconcile() == (0, 0)  # once: it now has a live relay
+    run_worker("relay")
+    video.refresh_from_db()
+    assert video.status == "processing"
+
+
+def test_reconcile_gives_a_processing_video_without_a_chain_its_check(processing):
+    DBTaskResult.objects.filter(task_path="uploads.tasks.check_video").delete()
+    assert reconcile() == (0, 1)
+    assert reconcile() == (0, 0)
+    assert len(ready_checks(processing)) == 1
+
+
+# 8. Remote time trusted.
+def test_an_upload_time_in_seconds_is_not_taken_for_1970():
+    assert memories.parse_millis("1754000000") is None
+    now_ms = int(timezone.now().timestamp() * 1000)
+    assert memories.parse_millis(str(now_ms)) == datetime.fromtimestamp(now_ms / 1000, tz=UTC)
+
+
+def test_checks_run_for_the_maximum_age_counted_by_the_portals_clock(processing):
+    Video.objects.filter(pk=processing.pk).update(remote_uploaded_at=datetime(1970, 1, 21, tzinfo=UTC))
+    make_due("default")
+    run_worker("default")
+    processing.refresh_from_db()
+    assert processing.status == "processing" and processing.next_check_at is not None
+    assert len(ready_checks(processing)) == 1
+
+
+# 10. Side effects in the wrong place.
+def test_editing_a_working_keys_label_enqueues_nothing(client, team_admin, member, team, api_key):
+    for _ in range(5):
+        queued_video(member, team)
+    client.force_login(team_admin)
+    response = client.post(f"/admin/uploads/apikey/{api_key.pk}/change/", {
+        "label": "Renamed", "secret": "", "is_active": "on"})
+    assert response.status_code == 302
+    assert ApiKey.objects.get().label == "Renamed"
+    assert relay_tasks().count() == 5
+
+
+def test_re_enabling_a_failing_key_resumes_its_queue_once(client, team_admin, member, team, api_key):
+    videos = [make_video(member, team) for _ in range(3)]  # waiting for the key: no task rows
+    api_key.mark_failing("0401")
+    client.force_login(team_admin)
+    for _ in range(2):  # a second press finds the key usable already
+        client.post("/admin/uploads/apikey/", {"action": "reenable_keys", "_selected_action": [api_key.pk]})
+    assert sorted(row.args_kwargs["args"][0] for row in relay_tasks()) == sorted(str(v.pk) for v in videos)
+
+
+# 11. Secrets.
+def test_every_log_handler_redacts_callback_tokens():
+    from memportal.logs import RedactingFilter
+
+    loggers = [logging.getLogger()] + [logging.getLogger(name) for name in logging.Logger.manager.loggerDict]
+    unfiltered = [(lg.name, h) for lg in loggers for h in getattr(lg, "handlers", [])
+                  if not type(h).__module__.startswith("_pytest")  # pytest's capture, not the site's
+                  and not isinstance(h, logging.NullHandler)
+                  and not any(isinstance(f, RedactingFilter) for f in h.filters)]
+    assert unfiltered == []
+
+
+def test_the_key_form_hides_the_key_from_error_reports(client, superuser, team):
+    client.force_login(superuser)
+    response = client.post("/admin/uploads/apikey/add/", {"team": team.pk, "label": "", "secret": "sk-x" * 8})
+    assert tuple(response.wsgi_request.sensitive_post_parameters) == ("secret",)
+
+
+def test_the_callback_token_is_not_stored(processing):
+    row = Video.objects.filter(pk=processing.pk).values().get()
+    assert processing.callback_token not in repr(row)
+
+
+def test_a_short_key_shows_no_characters(team):
+    key = ApiKey(team=team, label="Short")
+    key.set_secret("abc123")
+    key.save()
+    assert key.masked == "…" and "123" not in str(key)
