@@ -16,7 +16,7 @@ from django_tasks_db.models import DBTaskResult
 from uploads import memories
 from uploads.management.commands.reconcile import reconcile
 from uploads.memories import UploadResult
-from uploads.models import ApiKey, Video
+from uploads.models import ApiKey, RelayHold, Video
 
 from .conftest import accept_relay, make_due, make_video, queued_video, relay_tasks, run_worker
 
@@ -183,3 +183,36 @@ def test_a_short_key_shows_no_characters(team):
     key.set_secret("abc123")
     key.save()
     assert key.masked == "…" and "123" not in str(key)
+
+
+# 3. Answers misread.
+@pytest.mark.parametrize("status", [404, 405, 413, 301])
+def test_a_wrong_path_holds_every_relay_for_the_operator_without_spending_attempts(
+        status, client, superuser, member, team, api_key, emulator, caplog):
+    video = queued_video(member, team)
+    emulator.inject("upload", "http", status=status, headers={"Location": "/elsewhere"} if status == 301 else None)
+    run_worker("relay")
+    video.refresh_from_db()
+    assert video.status == "queued" and video.attempts == 0 and f"HTTP {status}" in video.last_error
+    assert len(emulator.uploads) == 1 and not relay_tasks().exists()
+    assert "/serve/api/video/upload" in caplog.text  # the log line names the path called
+    assert reconcile() == (0, 0)  # held: reconcile does not churn the queue
+    assert "relays held" in client.get("/healthz").content.decode()
+    client.force_login(superuser)
+    assert "uploads to memories.ai are held" in client.get("/admin/").content.decode()
+    client.post("/admin/uploads/relayhold/", {"action": "clear_holds",
+                                              "_selected_action": [h.pk for h in RelayHold.objects.all()]})
+    assert client.get("/healthz").content.decode() == "ok"
+    run_worker("relay")
+    video.refresh_from_db()
+    assert video.status == "processing" and len(emulator.uploads) == 2
+
+
+@pytest.mark.parametrize("status", [400, 415, 422])
+def test_a_refusal_by_http_status_rejects_this_file_only(status, member, team, api_key, emulator):
+    video = queued_video(member, team)
+    emulator.inject("upload", "http", status=status)
+    run_worker("relay")
+    video.refresh_from_db()
+    assert video.status == "rejected" and f"HTTP {status}" in video.last_error
+    assert RelayHold.in_force() is None

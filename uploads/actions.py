@@ -62,6 +62,16 @@ def resume_team_queue(team_id):
     return resume_videos(waiting)
 
 
+def clear_relay_hold(actor=None):
+    """The operator cleared the configuration hold: every waiting video with a usable key moves."""
+    if not lifecycle.clear_relay_hold(actor):
+        return Result(0)
+    waiting = (Video.objects.alive().filter(status=S.QUEUED, team__api_keys__is_active=True,
+                                            team__api_keys__failing_since__isnull=True)
+               .values_list("pk", flat=True))
+    return resume_videos(waiting)
+
+
 def resume_videos(video_ids):
     """Queued videos without a way forward get one relay each (a new token supersedes any other)."""
     work = []

@@ -18,8 +18,8 @@ from django.db import transaction
 from django.utils import timezone
 
 from . import pacing
-from .memories import KEY, REJECT
-from .models import ApiKey, Team, Video, VideoEvent, new_work_token, token_digest
+from .memories import CONFIG, KEY, REJECT
+from .models import ApiKey, RelayHold, Team, Video, VideoEvent, new_work_token, token_digest
 
 logger = logging.getLogger(__name__)
 S = Video.Status
@@ -171,6 +171,14 @@ def fail_relay(video_id, error, api_key=None):
                 api_key.mark_failing(str(error))
             record(video, Source.RELAY, S.SENDING, S.QUEUED,
                    f"waiting for a working API key: {error}", remote_status=error.code)
+        elif error.kind == CONFIG:
+            # Not the video's fault either, and no team's: every relay waits behind one switch.
+            video.status = S.QUEUED
+            video.attempts = max(video.attempts - 1, 0)
+            video.save()
+            hold_relays(str(error))
+            record(video, Source.RELAY, S.SENDING, S.QUEUED,
+                   f"waiting for an operator to fix the memories.ai settings: {error}", remote_status=error.code)
         elif error.kind == REJECT:
             video.status = S.REJECTED
             video.save()
@@ -192,6 +200,19 @@ def fail_relay(video_id, error, api_key=None):
                    f"will try again at {run_after:%H:%M:%S} UTC: {error}", remote_status=error.code)
             return video, run_after
     return video, None
+
+
+def hold_relays(reason):
+    """Every team's relays wait behind one switch that the operator sees and clears."""
+    if RelayHold.in_force() is None:
+        RelayHold.objects.create(reason=reason[:500])
+        logger.error("relays held for every team until an operator clears the hold "
+                     "(manage.py relay_hold --clear): %s", reason)
+
+
+def clear_relay_hold(actor=None):
+    """The operator fixed the settings: the hold ends. Returns how many holds were in force."""
+    return RelayHold.objects.filter(cleared_at__isnull=True).update(cleared_at=timezone.now(), cleared_by=actor)
 
 
 def requeue_stale(video_id, stale_after, source=Source.RECONCILE):

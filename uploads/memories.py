@@ -11,6 +11,7 @@ import json
 import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from urllib.parse import urlsplit
 
 import requests
 from django.conf import settings
@@ -21,6 +22,7 @@ logger = logging.getLogger(__name__)
 RETRY = "retry"  # transient: back off and try again, a bounded number of times
 REJECT = "reject"  # this request will never succeed: the video is refused
 KEY = "key"  # the key or the account is at fault, not the video
+CONFIG = "config"  # a setting (base URL, a path) or a proxy in between is wrong: every team would hit it
 
 KEY_CODES = {
     "0401": "memories.ai refused the team's API key (authorization invalid)",
@@ -107,17 +109,41 @@ def _timeouts():
     return (settings.MEMORIES_CONNECT_TIMEOUT, settings.MEMORIES_READ_TIMEOUT)
 
 
+# HTTP statuses that say the request went to the wrong place or through a proxy that refuses it:
+# the paths are global settings, so retrying this file (or any other) cannot help.
+CONFIG_STATUSES = {404, 405, 413}
+REFUSED_STATUSES = {400, 415, 422}  # this request (this file) is refused as it is
+
+
+def classify_http(status: int, path: str) -> MemoriesError | None:
+    """The error an HTTP status means before the envelope is read; None for 2xx."""
+    if status == 429 or status >= 500:
+        return MemoriesError(RETRY, "memories.ai answered with a server error", http_status=status)
+    if 300 <= status < 400 or status in CONFIG_STATUSES:
+        return MemoriesError(CONFIG, f"memories.ai answered HTTP {status} for {path}: check MEMORIES_API_BASE_URL, "
+                                     "the MEMORIES_*_PATH settings and any proxy in between", http_status=status)
+    if status in (401, 403):
+        return MemoriesError(KEY, "memories.ai refused the team's API key", http_status=status)
+    if status in REFUSED_STATUSES:
+        return MemoriesError(REJECT, "memories.ai refused this request", http_status=status)
+    if status >= 400:
+        return MemoriesError(RETRY, "memories.ai answered with an error", http_status=status)
+    return None
+
+
 def _envelope(response: requests.Response) -> dict:
     """The answer's `data`, or MemoriesError for anything but code 0000."""
-    if response.status_code >= 500 or response.status_code == 429:
-        raise MemoriesError(RETRY, "memories.ai answered with a server error", http_status=response.status_code)
     try:
         body = response.json()
     except ValueError:
         body = None
-    if not isinstance(body, dict) or "code" not in body:
-        if response.status_code >= 400:
-            raise MemoriesError(RETRY, "memories.ai answered with an error", http_status=response.status_code)
+    has_envelope = isinstance(body, dict) and "code" in body
+    # memories.ai answers its own errors with HTTP 200 and a code; an error status that still
+    # carries the envelope is read by its code too, except for the server errors and 429.
+    error = classify_http(response.status_code, urlsplit(response.url or "").path or "?")
+    if error is not None and (not has_envelope or error.kind == RETRY):
+        raise error
+    if not has_envelope:
         raise MemoriesError(RETRY, "memories.ai sent an answer that is not its JSON envelope",
                             http_status=response.status_code)
     code = str(body.get("code"))

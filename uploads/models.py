@@ -341,3 +341,29 @@ class CallbackRecord(models.Model):
 
     def __str__(self):
         return f"{self.remote_status or '?'} for {self.video_no or '?'} ({self.outcome})"
+
+
+class RelayHold(models.Model):
+    """The operator's switch: memories.ai answered as if a setting (its base URL, a path) or a
+    proxy in between were wrong. No team can fix that and every upload would hit it, so every
+    team's relays wait, no file's attempts are spent, until an operator clears the hold
+    (`manage.py relay_hold --clear`, or the admin) and the queues resume."""
+
+    reason = models.CharField(max_length=500)
+    since = models.DateTimeField(default=timezone.now)
+    cleared_at = models.DateTimeField(null=True, blank=True)
+    cleared_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["-since"]
+
+    def __str__(self):
+        state = f"cleared {self.cleared_at:%Y-%m-%d %H:%M}" if self.cleared_at else "in force"
+        return f"relays held since {self.since:%Y-%m-%d %H:%M} ({state}): {self.reason}"
+
+    @classmethod
+    def in_force(cls):
+        """The hold in force, if any (two workers may each set one at once: clearing ends all)."""
+        return cls.objects.filter(cleared_at__isnull=True).first()

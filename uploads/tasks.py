@@ -21,7 +21,7 @@ from django_tasks_db.models import DBTaskResult
 from . import actions, lifecycle, memories, reports
 from .crypto import ApiKeyDecryptionError
 from .followups import CheckVideo, DeleteRemoteVideos, RelayVideo
-from .models import ApiKey, Video
+from .models import ApiKey, RelayHold, Video
 
 logger = logging.getLogger(__name__)
 S = Video.Status
@@ -96,6 +96,9 @@ def relay_video(video_id: str, attempt: int, token: str = ""):
     if key is None:
         # The video waits in `queued`; fixing the key resumes the team's queue.
         return "no usable key"
+    if RelayHold.in_force() is not None:
+        # The video waits in `queued`; clearing the hold resumes every queue.
+        return "held: memories.ai settings"
     claimed, retry_at = lifecycle.claim_slot_and_video(video, attempt, token, key)
     if retry_at is not None:
         perform(actions.relay_later, video_id, attempt, token, retry_at)

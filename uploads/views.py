@@ -13,7 +13,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from . import actions, removal, tasks
 from .forms import UploadForm, content_type_for, refusal_reason
-from .models import Team, Video
+from .models import RelayHold, Team, Video
 from .upload_handlers import refusals
 
 
@@ -170,6 +170,10 @@ def video_delete(request, video_id):
 @require_GET
 @never_cache
 def healthz(request):
+    """200 while the site and its database answer; a hold on the relays is said on a second line
+    (the site still serves, so a load balancer keeps it, and a monitor can grep for it)."""
     with connection.cursor() as cursor:
         cursor.execute("SELECT 1")
-    return HttpResponse("ok", content_type="text/plain")
+    hold = RelayHold.in_force()
+    body = "ok" if hold is None else f"ok\nrelays held since {hold.since:%Y-%m-%dT%H:%M:%SZ}: {hold.reason}"
+    return HttpResponse(body, content_type="text/plain")

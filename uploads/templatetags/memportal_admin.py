@@ -2,7 +2,7 @@
 
 from django import template
 
-from uploads.models import ApiKey, Team
+from uploads.models import ApiKey, RelayHold, Team
 
 register = template.Library()
 
@@ -15,3 +15,9 @@ def failing_keys(context):
         return ApiKey.objects.none()
     return ApiKey.objects.filter(is_active=True, failing_since__isnull=False,
                                  team__in=Team.objects.administered_by(request.user)).select_related("team")
+
+
+@register.simple_tag
+def relay_hold():
+    """The hold on every team's relays, if one is in force (shown to every admin user)."""
+    return RelayHold.in_force()

@@ -20,7 +20,7 @@ from django.db import close_old_connections
 from django.utils import timezone
 
 from uploads import actions
-from uploads.models import Video
+from uploads.models import RelayHold, Video
 from uploads.removal import purge_uploads
 from uploads.tasks import live_checks, live_relays, perform
 
@@ -42,7 +42,9 @@ def reconcile(stale_after=None):
     waiting = (alive.filter(status=S.QUEUED, team__api_keys__is_active=True,
                             team__api_keys__failing_since__isnull=True)
                .values_list("pk", "relay_token"))
-    stranded = [pk for pk, token in waiting if token not in relays.get(str(pk), ())]
+    # While relays are held for the operator, queued videos wait without a task on purpose.
+    held = RelayHold.in_force() is not None
+    stranded = [] if held else [pk for pk, token in waiting if token not in relays.get(str(pk), ())]
     requeued += perform(actions.resume_videos, stranded) if stranded else 0
     checks = live_checks()
     # Checks not stopped (next_check_at set) whose chain has no live row.

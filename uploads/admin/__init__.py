@@ -1,0 +1,12 @@
+"""The Django admin, scoped: superusers see everything, team admins only their own teams.
+
+Every ModelAdmin here derives from TeamScopedAdmin, which filters rows by the teams the user
+administers (Team.objects.administered_by), checks each object's team before showing, changing
+or deleting it, and limits foreign-key choices the same way. A ModelAdmin added later inherits
+this, and tests/test_admin_scoping.py walks every registered ModelAdmin to prove it.
+"""
+
+from . import keys, operations, teams, videos  # noqa: F401  (each registers its ModelAdmins)
+from .scoping import TeamScopedAdmin
+
+__all__ = ["TeamScopedAdmin"]

@@ -1,0 +1,102 @@
+"""Teams and their memberships in the admin."""
+
+from django import forms
+from django.contrib import admin
+from django.contrib.auth import get_user_model
+
+from ..models import Membership, Team
+from .scoping import TeamListFilter, TeamScopedAdmin
+
+
+class MembershipInline(admin.TabularInline):
+    model = Membership
+    extra = 1
+    autocomplete_fields = ["user"]
+
+
+@admin.register(Team)
+class TeamAdmin(TeamScopedAdmin):
+    team_path = ""
+    list_display = ["name", "slug", "member_count", "key_state", "created_at"]
+    search_fields = ["name", "slug"]
+    prepopulated_fields = {"slug": ["name"]}
+
+    def get_inlines(self, request, obj):
+        return [MembershipInline] if request.user.is_superuser else []
+
+    def get_readonly_fields(self, request, obj=None):
+        if request.user.is_superuser:
+            return ["next_upload_at", "upload_backoff_level"]
+        return ["slug", "created_at"]
+
+    def get_fields(self, request, obj=None):
+        if request.user.is_superuser:
+            return ["name", "slug", "created_at", "next_upload_at", "upload_backoff_level"]
+        return ["name", "slug", "created_at"]
+
+    def get_prepopulated_fields(self, request, obj=None):
+        return self.prepopulated_fields if request.user.is_superuser else {}
+
+    @admin.display(description="members")
+    def member_count(self, team):
+        return team.memberships.count()
+
+    @admin.display(description="memories.ai key")
+    def key_state(self, team):
+        key = team.api_keys.filter(is_active=True).first()
+        if key is None:
+            return "no active key"
+        return f"{key.masked} failing" if key.is_failing else f"{key.masked} OK"
+
+
+class MembershipForm(forms.ModelForm):
+    """A team admin names an existing user by username: no list of all users is shown."""
+
+    username = forms.CharField(help_text="The username of an existing user.")
+
+    class Meta:
+        model = Membership
+        fields = ["team", "role"]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.instance.pk:
+            self.fields["username"].initial = self.instance.user.get_username()
+            self.fields["username"].disabled = True
+
+    def clean_username(self):
+        if self.instance.pk:
+            return self.instance.user.get_username()
+        username = self.cleaned_data["username"].strip()
+        user = get_user_model().objects.filter(username=username, is_active=True).first()
+        if user is None:
+            raise forms.ValidationError("There is no active user with this username.")
+        self.user = user
+        return username
+
+    def clean(self):
+        cleaned = super().clean()
+        user = getattr(self, "user", None)
+        if user and cleaned.get("team") and Membership.objects.filter(user=user, team=cleaned["team"]).exists():
+            raise forms.ValidationError("This user is already a member of that team.")
+        return cleaned
+
+    def save(self, commit=True):
+        if not self.instance.pk:
+            self.instance.user = self.user
+        return super().save(commit)
+
+
+@admin.register(Membership)
+class MembershipAdmin(TeamScopedAdmin):
+    form = MembershipForm
+    list_display = ["user", "team", "role", "created_at"]
+    list_filter = ["role"]
+    search_fields = ["user__username", "user__first_name", "user__last_name", "user__email"]
+
+    def get_readonly_fields(self, request, obj=None):
+        # Moving a membership to another team is a removal plus an addition: do those.
+        return ["team"] if obj else []
+
+    def get_list_filter(self, request):
+        return ["role", TeamListFilter] if request.user.is_superuser else ["role"]
