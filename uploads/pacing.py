@@ -9,7 +9,8 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import DateTimeField, ExpressionWrapper, Q
+from django.db.models.functions import Now
 from django.utils import timezone
 
 from .models import Team, Video
@@ -28,10 +29,11 @@ def claim_team_slot(team_id):
     A conditional UPDATE decides, so several relay workers never start two uploads of one team
     closer than the interval.
     """
-    now = timezone.now()
+    # The database's clock, not this worker's: workers on several machines compare one time.
     taken = Team.objects.filter(pk=team_id).filter(
-        Q(next_upload_at__isnull=True) | Q(next_upload_at__lte=now)
-    ).update(next_upload_at=now + timedelta(seconds=slot_seconds()))
+        Q(next_upload_at__isnull=True) | Q(next_upload_at__lte=Now())
+    ).update(next_upload_at=ExpressionWrapper(Now() + timedelta(seconds=slot_seconds()),
+                                              output_field=DateTimeField()))
     if taken:
         return None
     return Team.objects.values_list("next_upload_at", flat=True).get(pk=team_id)
