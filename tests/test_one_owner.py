@@ -197,6 +197,8 @@ def test_a_wrong_path_holds_every_relay_for_the_operator_without_spending_attemp
     assert len(emulator.uploads) == 1 and not relay_tasks().exists()
     assert "/serve/api/video/upload" in caplog.text  # the log line names the path called
     assert reconcile() == (0, 0)  # held: reconcile does not churn the queue
+    client.force_login(member)
+    assert "an operator is fixing the memories.ai settings" in client.get("/videos/").content.decode()
     assert "relays held" in client.get("/healthz").content.decode()
     client.force_login(superuser)
     assert "uploads to memories.ai are held" in client.get("/admin/").content.decode()

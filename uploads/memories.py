@@ -120,8 +120,9 @@ def classify_http(status: int, path: str) -> MemoriesError | None:
     if status == 429 or status >= 500:
         return MemoriesError(RETRY, "memories.ai answered with a server error", http_status=status)
     if 300 <= status < 400 or status in CONFIG_STATUSES:
-        return MemoriesError(CONFIG, f"memories.ai answered HTTP {status} for {path}: check MEMORIES_API_BASE_URL, "
-                                     "the MEMORIES_*_PATH settings and any proxy in between", http_status=status)
+        return MemoriesError(CONFIG, f"memories.ai's answer to {path} means a setting or a proxy is wrong: check "
+                                     "MEMORIES_API_BASE_URL, the MEMORIES_*_PATH settings and any proxy in between",
+                             http_status=status)
     if status in (401, 403):
         return MemoriesError(KEY, "memories.ai refused the team's API key", http_status=status)
     if status in REFUSED_STATUSES:

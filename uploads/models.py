@@ -274,6 +274,8 @@ class Video(models.Model):
             return ""
         if self.team.usable_key() is None:
             return "waiting for a working API key"
+        if RelayHold.in_force() is not None:
+            return "waiting: an operator is fixing the memories.ai settings"
         times = [t for t in (self.next_attempt_at, self.team.next_upload_at) if t and t > timezone.now()]
         if not times:
             return "next attempt: now"
