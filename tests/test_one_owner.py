@@ -62,13 +62,14 @@ def test_a_lagging_queue_gets_no_second_chain_from_reconcile(processing):
 
 
 # 2. Relays stuck in `sending`, re-sent without bound.
-@pytest.mark.parametrize("damage, words", [("empty", "empty"), ("missing", "missing")])
+@pytest.mark.parametrize("damage, words", [("empty", "empty"), ("missing", "missing"),
+                                           ("truncated", "changed since it was uploaded")])
 def test_a_stored_file_gone_or_empty_is_refused_at_once_in_plain_words(member, team, api_key, emulator,
                                                                        damage, words):
     video = queued_video(member, team)
-    if damage == "empty":
-        with open(default_storage.path(video.file.name), "wb"):
-            pass
+    if damage in ("empty", "truncated"):
+        with open(default_storage.path(video.file.name), "r+b") as stored:
+            stored.truncate(0 if damage == "empty" else 100)
     else:
         default_storage.delete(video.file.name)
     run_worker("relay")
@@ -76,7 +77,6 @@ def test_a_stored_file_gone_or_empty_is_refused_at_once_in_plain_words(member, t
     assert video.status == "rejected" and words in video.last_error
     assert default_storage.location not in video.last_error and "upload the file again" in video.last_error
     assert emulator.uploads == [] and not relay_tasks().exists()
-    assert not video.file  # nothing left to retry with: Retry is not offered
 
 
 def test_a_relay_that_keeps_dying_is_given_up_after_the_attempts(member, team, api_key, settings):
@@ -218,3 +218,29 @@ def test_a_refusal_by_http_status_rejects_this_file_only(status, member, team, a
     video.refresh_from_db()
     assert video.status == "rejected" and f"HTTP {status}" in video.last_error
     assert RelayHold.in_force() is None
+
+
+# Found by review: work after a claim is fenced by that claim; pending callbacks always settle.
+def test_a_late_failure_of_a_relay_taken_for_dead_leaves_the_new_claim_alone(member, team, api_key):
+    from uploads import actions, tasks
+
+    video = make_video(member, team, status=Video.Status.SENDING, attempts=2, heartbeat_at=timezone.now())
+    late = memories.MemoriesError(memories.KEY, "memories.ai refused the team's API key")
+    tasks.perform(actions.relay_failed, video.pk, 1, late, api_key=api_key)  # claim 1's late answer
+    video.refresh_from_db()
+    api_key.refresh_from_db()
+    assert (video.status, video.attempts) == ("sending", 2) and not api_key.is_failing
+    assert not relay_tasks().exists()
+
+
+def test_reconcile_settles_a_callback_left_pending_by_a_deleted_video(client, member, team, api_key):
+    from uploads.models import CallbackRecord
+
+    from .conftest import delete_videos
+
+    video = make_video(member, team, status=Video.Status.SENDING, attempts=1, heartbeat_at=timezone.now())
+    client.post(video.callback_path, data='{"videoNo": "VI9", "status": "PARSE"}', content_type="application/json")
+    assert CallbackRecord.objects.get().outcome == "pending"
+    delete_videos([video.pk], member)
+    reconcile()
+    assert CallbackRecord.objects.get().outcome != "pending"

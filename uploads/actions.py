@@ -10,7 +10,7 @@ carries it commit together.
 from . import lifecycle, removal, reports
 from .followups import CheckVideo, RelayVideo, Result
 from .lifecycle import Source
-from .models import Video
+from .models import Team, Video
 
 S = Video.Status
 
@@ -44,16 +44,17 @@ def relay_accepted(video_id, result):
     return Result(video, work)
 
 
-def relay_failed(video_id, error, api_key=None):
-    """A failed relay: retried later, rejected, or held while the team's key is fixed."""
-    video, retry_at = lifecycle.fail_relay(video_id, error, api_key)
+def relay_failed(video_id, claimed, error, api_key=None):
+    """A failed relay (of claim number `claimed`): retried later, rejected, or held while the
+    team's key is fixed."""
+    video, retry_at = lifecycle.fail_relay(video_id, claimed, error, api_key)
     if retry_at is None:
         return Result(video)
     return Result(video, (_relay(video),))
 
 
-def stored_file_gone(video_id, reason):
-    return Result(lifecycle.stored_file_gone(video_id, reason))
+def stored_file_gone(video_id, claimed, reason):
+    return Result(lifecycle.stored_file_gone(video_id, claimed, reason))
 
 
 def resume_team_queue(team_id):
@@ -66,8 +67,7 @@ def clear_relay_hold(actor=None):
     """The operator cleared the configuration hold: every waiting video with a usable key moves."""
     if not lifecycle.clear_relay_hold(actor):
         return Result(0)
-    waiting = (Video.objects.alive().filter(status=S.QUEUED, team__api_keys__is_active=True,
-                                            team__api_keys__failing_since__isnull=True)
+    waiting = (Video.objects.alive().filter(status=S.QUEUED, team__in=Team.objects.with_usable_key())
                .values_list("pk", flat=True))
     return resume_videos(waiting)
 

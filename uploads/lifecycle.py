@@ -85,7 +85,8 @@ def claim_for_relay(video_id, attempt, token, api_key):
     digest = token_digest(Video(pk=video_id).callback_token)
     with transaction.atomic():
         claimed = Video.objects.filter(
-            pk=video_id, status=S.QUEUED, attempts=attempt, relay_token=token, deleted_at__isnull=True,
+            pk=video_id, status=S.QUEUED, attempts=attempt, attempts__lt=settings.MEMPORTAL_MAX_ATTEMPTS,
+            relay_token=token, deleted_at__isnull=True,
         ).update(status=S.SENDING, attempts=attempt + 1, heartbeat_at=now, next_attempt_at=None, api_key=api_key,
                  callback_digest=digest)
         if claimed:
@@ -94,8 +95,10 @@ def claim_for_relay(video_id, attempt, token, api_key):
     return bool(claimed)
 
 
-def heartbeat(video_id):
-    Video.objects.filter(pk=video_id, status=S.SENDING).update(heartbeat_at=timezone.now())
+def heartbeat(video_id, claimed):
+    """The relay of claim number `claimed` is still sending (a relay taken for dead whose video
+    was claimed again keeps quiet: its heartbeat must not make the new claim look alive)."""
+    Video.objects.filter(pk=video_id, status=S.SENDING, attempts=claimed).update(heartbeat_at=timezone.now())
 
 
 def accept_relay(video_id, result):
@@ -151,14 +154,15 @@ def backoff_seconds(attempt):
     return min(base, 3600) * random.uniform(0.8, 1.2)
 
 
-def fail_relay(video_id, error, api_key=None):
-    """Sort a failed relay: retry later, reject the video, or hold it while the key is fixed.
+def fail_relay(video_id, claimed, error, api_key=None):
+    """Sort a failed relay of claim number `claimed`: retry later, reject the video, or hold it
+    while the key is fixed. A relay taken for dead whose video was claimed again changes nothing.
 
     Returns (video, when to try again): the time only when a retry is planned.
     """
     with transaction.atomic():
         video = locked(video_id)
-        if video.status != S.SENDING:
+        if video.status != S.SENDING or video.attempts != claimed:
             return video, None
         video.heartbeat_at = None
         video.last_error = str(error)
@@ -183,6 +187,11 @@ def fail_relay(video_id, error, api_key=None):
             video.status = S.REJECTED
             video.save()
             record(video, Source.RELAY, S.SENDING, S.REJECTED, str(error), remote_status=error.code)
+        elif video.deleted_at is not None:
+            video.status = S.REJECTED
+            video.last_error = "deleted while it was being sent"
+            video.save()
+            record(video, Source.RELAY, S.SENDING, S.REJECTED, video.last_error, remote_status=error.code)
         elif video.attempts >= settings.MEMPORTAL_MAX_ATTEMPTS:
             video.status = S.REJECTED
             video.last_error = f"Gave up after {video.attempts} attempts. Last error: {error}"
@@ -262,19 +271,18 @@ def resume_relay(video_id):
     return video
 
 
-def stored_file_gone(video_id, reason):
-    """The stored file is missing or empty: nothing can be sent, now or on a retry. The user is
-    told in plain words (no server path) and the file field is cleared, so Retry is not offered."""
+def stored_file_gone(video_id, claimed, reason):
+    """The stored file is missing, empty or changed: nothing is sent. The user is told in plain
+    words (no server path). The file's name is kept: if the storage was only misconfigured (a
+    volume not mounted, the wrong bucket), Retry works once it is fixed, and purge still sees it."""
     with transaction.atomic():
         video = locked(video_id)
-        if video.status != S.SENDING:
+        if video.status != S.SENDING or video.attempts != claimed:
             return video
         video.status = S.REJECTED
         video.heartbeat_at = None
         video.relay_token = ""
         video.last_error = f"The stored copy of this video is {reason}; upload the file again."
-        video.file = ""
-        video.file_removed_at = timezone.now()
         video.save()
         record(video, Source.RELAY, S.SENDING, S.REJECTED, video.last_error)
     return video

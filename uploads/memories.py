@@ -167,8 +167,22 @@ def _post(path, api_key, **kwargs) -> requests.Response:
         raise MemoriesError(RETRY, f"the request to memories.ai failed ({type(exc).__name__})") from None
 
 
+class SourceError(Exception):
+    """The file being sent could not be read, or ended before its declared size: the portal's
+    storage is at fault, not memories.ai (and not an OSError, which requests would report as a
+    broken connection). `short` says the file ended early: it changed since it was stored."""
+
+    def __init__(self, message: str, short: bool = False):
+        super().__init__(message)
+        self.short = short
+
+
 class ProgressReader:
-    """A file wrapper for MultipartEncoder that reports progress as bytes are read."""
+    """A file wrapper for MultipartEncoder that reports progress as bytes are read.
+
+    A file that ends before its declared size raises SourceError: MultipartEncoder would
+    otherwise ask for the missing bytes for ever.
+    """
 
     def __init__(self, fileobj, size: int, on_progress=None):
         self.fileobj = fileobj
@@ -181,7 +195,12 @@ class ProgressReader:
         return self.size - self.sent
 
     def read(self, n=-1):
-        chunk = self.fileobj.read(n if n and n > 0 else 1024 * 1024)
+        try:
+            chunk = self.fileobj.read(n if n and n > 0 else 1024 * 1024)
+        except Exception as exc:  # local disk or S3: whatever the storage raises
+            raise SourceError(f"the stored file could not be read ({type(exc).__name__})") from exc
+        if not chunk and self.len > 0:
+            raise SourceError(f"the stored file ended {self.len} bytes before its size", short=True)
         self.sent += len(chunk)
         if self.on_progress is not None:
             self.on_progress(self.sent)

@@ -27,6 +27,10 @@ class TeamQuerySet(models.QuerySet):
             return self.all()
         return self.filter(memberships__user=user, memberships__role=Membership.Role.ADMIN).distinct()
 
+    def with_usable_key(self):
+        """Teams with an active key that is not marked failing."""
+        return self.filter(api_keys__is_active=True, api_keys__failing_since__isnull=True).distinct()
+
     def of_member(self, user):
         if not user.is_authenticated or not user.is_active:
             return self.none()
@@ -52,7 +56,7 @@ class Team(models.Model):
         return self.name
 
     def usable_key(self):
-        """The active key that is not marked failing, or None."""
+        """The active key that is not marked failing, or None (Team.objects.with_usable_key())."""
         return self.api_keys.filter(is_active=True, failing_since__isnull=True).first()
 
 

@@ -4,7 +4,8 @@ Every status memories.ai reports goes through apply_remote_status(), under the v
 the same way as the portal's own transitions (uploads/lifecycle.py): a duplicate or late report
 finds the video already moved and changes nothing, and `ready` never moves back. A callback that
 arrives before the relay's answer is decided `pending` under that lock, so the answer (which
-takes the same lock) always finds it and applies it.
+takes the same lock) finds it and applies it; reconcile settles any that a relay ending otherwise,
+a deletion or a dying process left pending.
 
 One check chain per processing video: each check carries the video's `check_token`; asking again
 ("Check now", reconcile) replaces the token, and a superseded check does nothing.
@@ -52,10 +53,17 @@ def settled_outcome(video, remote_status):
     return None
 
 
-def apply_remote_status(video_id, remote_status, source, message=""):
-    """Apply a status memories.ai reported; return the outcome (applied/duplicate/stale)."""
+def apply_remote_status(video_id, remote_status, source, message="", video_no=None, check_token=None):
+    """Apply a status memories.ai reported; return the outcome (applied/duplicate/stale).
+
+    A status check names the copy it asked about and its token: an answer about another copy
+    (the video was retried meanwhile), or from a superseded check, is stale."""
     with transaction.atomic():
-        return _apply_locked(locked(video_id), remote_status, source, message)
+        video = locked(video_id)
+        if (video_no is not None and video.video_no != video_no) or (
+                check_token is not None and video.check_token != check_token):
+            return Outcome.STALE
+        return _apply_locked(video, remote_status, source, message)
 
 
 def _apply_locked(video, remote_status, source, message):
@@ -98,7 +106,9 @@ def apply_stored_callback(cb, video_id):
     try:
         with transaction.atomic():
             video = locked(video_id)
-            if video.video_no == "" and video.status in (S.QUEUED, S.SENDING):
+            if video.deleted_at is not None:
+                outcome, detail = Outcome.STALE, "the video was deleted"
+            elif video.video_no == "" and video.status in (S.QUEUED, S.SENDING):
                 outcome, detail = Outcome.PENDING, "arrived before the relay's answer; applied when it comes"
             elif cb.video_no != video.video_no:
                 outcome, detail = Outcome.REFUSED, f"names {cb.video_no}, the video is {video.video_no or 'unnumbered'}"
@@ -113,10 +123,20 @@ def apply_stored_callback(cb, video_id):
         return Outcome.ERROR
 
 
-def apply_pending_callbacks(video_id):
-    """Callbacks that arrived before the relay's answer, applied now that it has come."""
-    for pending in CallbackRecord.objects.filter(video_id=video_id, outcome=Outcome.PENDING).order_by("pk"):
-        apply_stored_callback(pending, video_id)
+def apply_pending_callbacks(video_id=None):
+    """Callbacks that arrived before the relay's answer, applied now that it has come; with no
+    video, every pending record whose video no longer waits for an answer (reconcile: the relay
+    ended otherwise, the video was deleted, or a process died between the answer and this)."""
+    pending = CallbackRecord.objects.filter(outcome=Outcome.PENDING, video__isnull=False)
+    if video_id is not None:
+        pending = pending.filter(video_id=video_id)
+    else:
+        pending = pending.exclude(video__video_no="", video__status__in=(S.QUEUED, S.SENDING),
+                                  video__deleted_at__isnull=True)
+    applied = 0
+    for record_ in pending.order_by("pk"):
+        applied += apply_stored_callback(record_, record_.video_id) != Outcome.PENDING
+    return applied
 
 
 # --- The check chain ----------------------------------------------------------------------

@@ -110,16 +110,17 @@ def relay_video(video_id: str, attempt: int, token: str = ""):
         return send(video, key)
     except Exception as error:  # a bug, or a failure nobody foresaw: one attempt, in the timeline
         logger.exception("relay of video %s failed unexpectedly", video.pk)
-        perform(actions.relay_failed, video.pk, memories.MemoriesError(
+        perform(actions.relay_failed, video.pk, attempt + 1, memories.MemoriesError(
             memories.RETRY, f"unexpected error while sending ({type(error).__name__})"))
         return "unexpected error"
 
 
 def send(video, key):
     """Stream a claimed video to memories.ai and move it on with the answer."""
+    claimed = video.attempts + 1  # what claim_for_relay wrote: later steps act only on this claim
     gone = storage_problem(video)
     if gone:
-        perform(actions.stored_file_gone, video.pk, gone)
+        perform(actions.stored_file_gone, video.pk, claimed, gone)
         return "stored file gone"
     last_beat = time.monotonic()
 
@@ -127,7 +128,7 @@ def send(video, key):
         nonlocal last_beat
         if time.monotonic() - last_beat >= HEARTBEAT_EVERY_SECONDS:
             last_beat = time.monotonic()
-            lifecycle.heartbeat(video.pk)
+            lifecycle.heartbeat(video.pk, claimed)
 
     try:
         raw_key = key.reveal()
@@ -138,22 +139,44 @@ def send(video, key):
             )
     except memories.MemoriesError as error:
         logger.info("relay of video %s failed: %s", video.pk, error)
-        perform(actions.relay_failed, video.pk, error, api_key=key)
+        perform(actions.relay_failed, video.pk, claimed, error, api_key=key)
         return f"failed: {error.kind}"
     except ApiKeyDecryptionError as error:
-        perform(actions.relay_failed, video.pk, memories.MemoriesError(memories.KEY, str(error)), api_key=key)
+        perform(actions.relay_failed, video.pk, claimed, memories.MemoriesError(memories.KEY, str(error)), api_key=key)
         return "key cannot be decrypted"
-    except STORAGE_ERRORS as error:
-        # The storage failed while the body was being read: transient, bounded by attempts.
+    except memories.SourceError as error:
+        if error.short:
+            perform(actions.stored_file_gone, video.pk, claimed, "shorter than when it was uploaded")
+            return "stored file changed"
         logger.warning("relay of video %s could not read the stored file: %s", video.pk, error)
-        perform(actions.relay_failed, video.pk, memories.MemoriesError(
+        perform(actions.relay_failed, video.pk, claimed, memories.MemoriesError(memories.RETRY, f"{error}; will try again"))
+        return "storage error"
+    except STORAGE_ERRORS as error:
+        # The storage failed as the file was opened: transient, bounded by attempts.
+        logger.warning("relay of video %s could not open the stored file: %s", video.pk, error)
+        perform(actions.relay_failed, video.pk, claimed, memories.MemoriesError(
             memories.RETRY, f"the stored file could not be read ({type(error).__name__}); will try again"))
         return "storage error"
+    accepted = record_acceptance(video, result)
+    if accepted is None:
+        return "accepted, not recorded"
     key.mark_used()
-    accepted = perform(actions.relay_accepted, video.pk, result)
     if accepted.deleted_at is None:
         reports.apply_pending_callbacks(video.pk)
     return "sent"
+
+
+def record_acceptance(video, result, tries=3):
+    """memories.ai holds the file now: record that, retrying a failing database a few times, and
+    never let the failure count as a failed send (a re-send would leave this copy unrecorded)."""
+    for attempt in range(1, tries + 1):
+        try:
+            return perform(actions.relay_accepted, video.pk, result)
+        except Exception:
+            logger.exception("memories.ai accepted video %s as %s, but recording it failed (try %d of %d)",
+                             video.pk, result.video_no, attempt, tries)
+            time.sleep(attempt)
+    return None
 
 
 def storage_problem(video):
@@ -162,8 +185,11 @@ def storage_problem(video):
     try:
         if not name or not video.file.storage.exists(name):
             return "missing"
-        if video.file.storage.size(name) == 0:
+        size = video.file.storage.size(name)
+        if size == 0:
             return "empty"
+        if size != video.size:
+            return "changed since it was uploaded"
     except STORAGE_ERRORS:
         return ""  # the storage itself is failing: the read will tell, and that is transient
     return ""
@@ -189,7 +215,7 @@ def check_video(video_id: str, token: str = ""):
         return "check failed"
     if remote is not None:
         reports.apply_remote_status(video.pk, remote.status, lifecycle.Source.STATUS_CHECK,
-                                    f"status check: {remote.status}")
+                                    f"status check: {remote.status}", video_no=video.video_no, check_token=token)
     perform(actions.plan_next_check, video.pk, token)
     return remote.status if remote else "unknown to memories.ai"
 

@@ -1,6 +1,7 @@
 """The Django admin, scoped: superusers see everything, team admins only their own teams.
 
-Every ModelAdmin here derives from TeamScopedAdmin, which filters rows by the teams the user
+Every ModelAdmin a team admin can open derives from TeamScopedAdmin (the relay hold, in
+operations.py, is for superusers only), which filters rows by the teams the user
 administers (Team.objects.administered_by), checks each object's team before showing, changing
 or deleting it, and limits foreign-key choices the same way. A ModelAdmin added later inherits
 this, and tests/test_admin_scoping.py walks every registered ModelAdmin to prove it.

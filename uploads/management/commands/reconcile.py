@@ -19,8 +19,8 @@ from django.core.management.base import BaseCommand
 from django.db import close_old_connections
 from django.utils import timezone
 
-from uploads import actions
-from uploads.models import RelayHold, Video
+from uploads import actions, reports
+from uploads.models import RelayHold, Team, Video
 from uploads.removal import purge_uploads
 from uploads.tasks import live_checks, live_relays, perform
 
@@ -39,8 +39,7 @@ def reconcile(stale_after=None):
     requeued = sum(perform(actions.requeue_stale, pk, stale_after=stale_after)
                    for pk in stale.values_list("pk", flat=True))
     relays = live_relays()
-    waiting = (alive.filter(status=S.QUEUED, team__api_keys__is_active=True,
-                            team__api_keys__failing_since__isnull=True)
+    waiting = (alive.filter(status=S.QUEUED, team__in=Team.objects.with_usable_key())
                .values_list("pk", "relay_token"))
     # While relays are held for the operator, queued videos wait without a task on purpose.
     held = RelayHold.in_force() is not None
@@ -51,6 +50,7 @@ def reconcile(stale_after=None):
     processing = alive.filter(status=S.PROCESSING, next_check_at__isnull=False).values_list("pk", "check_token")
     started = sum(perform(actions.check_now, pk) for pk, token in processing
                   if token not in checks.get(str(pk), ()))
+    reports.apply_pending_callbacks()  # callbacks left pending by a relay that ended otherwise
     return requeued, started
 
 
