@@ -20,11 +20,12 @@ DEMO_ENV := $(LOCAL_ENV) MEMPORTAL_BIND=127.0.0.1:$(DEMO_PORT) MEMPORTAL_PUBLIC_
 	MEMPORTAL_RETRY_BASE_SECONDS=10
 LOAD_SECRETS := set -a && . var/secrets.env && set +a
 
-.PHONY: help demo run test install migrate clean
+.PHONY: help demo run test fuzz install migrate clean
 help:
 	@echo "make demo   install, migrate, seed a demo team, start the portal with a memories.ai emulator"
 	@echo "make run    the portal's processes (web, workers, clock) without demo data or emulator"
 	@echo "make test   install and run the whole test suite"
+	@echo "make fuzz   the randomized invariant test with a larger budget and a random seed (SEED=n to replay)"
 
 $(VENV)/.python-ok:
 	@for candidate in $(PYTHON_CANDIDATES); do \
@@ -82,6 +83,13 @@ run: migrate
 test: $(VENV)/.installed-test var/secrets.env
 	$(VENV)/bin/lint-imports --no-cache
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# The invariant test (tests/test_invariants.py) with the fuzz profile: prints its seed, and the
+# failing steps and a reproduce blob when it finds something. SEED=n replays a run.
+fuzz: $(VENV)/.installed-test var/secrets.env
+	@seed=$${SEED:-$$(od -An -N4 -tu4 /dev/urandom | tr -d ' ')}; echo "hypothesis seed: $$seed"; \
+	MEMPORTAL_HYPOTHESIS_PROFILE=fuzz $(PY) -m pytest tests/test_invariants.py -s -p no:cacheprovider \
+	  --hypothesis-seed=$$seed --hypothesis-show-statistics
 
 clean:
 	rm -rf $(VENV) var/static var/test-*

@@ -244,3 +244,20 @@ def test_reconcile_settles_a_callback_left_pending_by_a_deleted_video(client, me
     delete_videos([video.pk], member)
     reconcile()
     assert CallbackRecord.objects.get().outcome != "pending"
+
+
+# Found by the invariant test: a retried failed video's old copy was forgotten at memories.ai.
+def test_retrying_a_failed_video_deletes_its_old_copy_there(client, member, processing, emulator):
+    emulator.set_status(processing.video_no, "FAIL", send_callback=False)
+    make_due("default")
+    run_worker("default")
+    processing.refresh_from_db()
+    old = processing.video_no
+    assert processing.status == "failed"
+    client.force_login(member)
+    client.post(f"/videos/{processing.pk}/retry/")
+    run_worker("default")
+    assert emulator.videos[old].deleted
+    run_worker("relay")
+    processing.refresh_from_db()
+    assert processing.status == "processing" and processing.video_no != old

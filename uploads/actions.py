@@ -108,9 +108,12 @@ def check_now(video_id, actor=None, source=None):
 
 
 def retry(video_id, actor, source=Source.USER):
-    if not lifecycle.retry(video_id, actor, source):
+    """Send a failed or rejected video again; the copy memories.ai could not process is deleted there."""
+    old = lifecycle.retry(video_id, actor, source)
+    if old is None:
         return Result(False)
-    return Result(True, (_relay(Video.objects.get(pk=video_id)),))
+    work = removal.remote_deletions([old]) if old.video_no else ()
+    return Result(True, (_relay(Video.objects.get(pk=video_id)),) + work)
 
 
 def cancel(video_id, actor, source=Source.USER):

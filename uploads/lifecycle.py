@@ -291,11 +291,15 @@ def stored_file_gone(video_id, claimed, reason):
 # --- People acting on videos --------------------------------------------------------------
 
 def retry(video_id, actor, source=Source.USER):
-    """failed/rejected -> queued for a first attempt again (the caller enqueues the relay)."""
+    """failed/rejected -> queued for a first attempt again (the caller enqueues the relay).
+
+    Returns the video as it was (its old copy at memories.ai, if any, is for the caller to have
+    deleted there), or None when it cannot be retried."""
     with transaction.atomic():
         video = locked(video_id)
         if video.status not in (S.FAILED, S.REJECTED) or not video.file or video.deleted_at:
-            return False
+            return None
+        old = Video.objects.get(pk=video_id)
         before = video.status
         video.status = S.QUEUED
         video.attempts = 0
@@ -305,8 +309,10 @@ def retry(video_id, actor, source=Source.USER):
         video.remote_status = ""
         video.last_error = ""
         video.save()
-        record(video, source, before, S.QUEUED, "retry requested", actor=actor)
-    return True
+        message = f"retry requested; the old copy {old.video_no} is deleted at memories.ai" if old.video_no else (
+            "retry requested")
+        record(video, source, before, S.QUEUED, message, actor=actor)
+    return old
 
 
 def cancel(video_id, actor, source=Source.USER):
