@@ -166,6 +166,17 @@ def queued_video(owner, team, name="clip.mp4"):
 
 
 @pytest.fixture
+def relayed(member, team, api_key, emulator, fast_pipeline):
+    """A video relayed for real and accepted, with callbacks off: status checks are its only news."""
+    emulator.send_callbacks = False
+    video = queued_video(member, team)
+    run_worker("relay")
+    video.refresh_from_db()
+    assert video.status == "processing"
+    return video
+
+
+@pytest.fixture
 def processing(member, team, api_key):
     """A video memories.ai accepted and is still parsing: what its callbacks are about."""
     return make_video(member, team, status=Video.Status.PROCESSING, video_no="VI554046065381212160",

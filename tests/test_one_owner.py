@@ -28,37 +28,26 @@ def ready_checks(video):
             if row.args_kwargs["args"][0] == str(video.pk)]
 
 
-@pytest.fixture
-def processing(member, team, api_key, emulator, fast_pipeline):
-    """A video memories.ai accepted, with no callbacks: status checks are its only news."""
-    emulator.send_callbacks = False
-    video = queued_video(member, team)
-    run_worker("relay")
-    video.refresh_from_db()
-    assert video.status == "processing" and len(ready_checks(video)) == 1
-    return video
-
-
 # 1. Status checks multiply.
-def test_check_now_pressed_three_times_leaves_one_check_chain(client, member, processing, emulator):
+def test_check_now_pressed_three_times_leaves_one_check_chain(client, member, relayed, emulator):
     client.force_login(member)
     for _ in range(3):
-        client.post(f"/videos/{processing.pk}/check/")
+        client.post(f"/videos/{relayed.pk}/check/")
     make_due("default")
     run_worker("default")
-    assert len(ready_checks(processing)) == 1
+    assert len(ready_checks(relayed)) == 1
     make_due("default")
     run_worker("default")
-    assert len(ready_checks(processing)) == 1
+    assert len(ready_checks(relayed)) == 1
     assert reconcile() == (0, 0)  # a live chain: reconcile adds none
 
 
-def test_a_lagging_queue_gets_no_second_chain_from_reconcile(processing):
+def test_a_lagging_queue_gets_no_second_chain_from_reconcile(relayed):
     # The chain's next check is long overdue (the default queue lags): it is still the one chain.
     DBTaskResult.objects.filter(status="READY").update(run_after=timezone.now() - timedelta(minutes=10))
-    Video.objects.filter(pk=processing.pk).update(next_check_at=timezone.now() - timedelta(minutes=10))
+    Video.objects.filter(pk=relayed.pk).update(next_check_at=timezone.now() - timedelta(minutes=10))
     assert reconcile() == (0, 0)
-    assert len(ready_checks(processing)) == 1
+    assert len(ready_checks(relayed)) == 1
 
 
 # 2. Relays stuck in `sending`, re-sent without bound.
@@ -90,15 +79,15 @@ def test_a_relay_that_keeps_dying_is_given_up_after_the_attempts(member, team, a
 
 
 # 4. A second accepted copy overwrites the first.
-def test_a_second_accepted_copy_is_deleted_and_the_first_kept(processing):
-    first = processing.video_no
-    accept_relay(processing, UploadResult("VI-second-copy", "clip", "UNPARSE", None))
-    processing.refresh_from_db()
-    assert processing.video_no == first
-    assert len(ready_checks(processing)) == 1  # no second check chain
+def test_a_second_accepted_copy_is_deleted_and_the_first_kept(relayed):
+    first = relayed.video_no
+    accept_relay(relayed, UploadResult("VI-second-copy", "clip", "UNPARSE", None))
+    relayed.refresh_from_db()
+    assert relayed.video_no == first
+    assert len(ready_checks(relayed)) == 1  # no second check chain
     deletions = DBTaskResult.objects.filter(task_path="uploads.tasks.delete_remote_videos")
     assert [row.args_kwargs["args"][1] for row in deletions] == [["VI-second-copy"]]
-    assert "second copy" in processing.events.last().message
+    assert "second copy" in relayed.events.last().message
 
 
 # 6. Queued videos with no task are never recovered.
@@ -111,11 +100,11 @@ def test_reconcile_gives_a_queued_video_without_a_task_its_relay(member, team, a
     assert video.status == "processing"
 
 
-def test_reconcile_gives_a_processing_video_without_a_chain_its_check(processing):
+def test_reconcile_gives_a_processing_video_without_a_chain_its_check(relayed):
     DBTaskResult.objects.filter(task_path="uploads.tasks.check_video").delete()
     assert reconcile() == (0, 1)
     assert reconcile() == (0, 0)
-    assert len(ready_checks(processing)) == 1
+    assert len(ready_checks(relayed)) == 1
 
 
 # 8. Remote time trusted.
@@ -125,13 +114,13 @@ def test_an_upload_time_in_seconds_is_not_taken_for_1970():
     assert memories.parse_millis(str(now_ms)) == datetime.fromtimestamp(now_ms / 1000, tz=UTC)
 
 
-def test_checks_run_for_the_maximum_age_counted_by_the_portals_clock(processing):
-    Video.objects.filter(pk=processing.pk).update(remote_uploaded_at=datetime(1970, 1, 21, tzinfo=UTC))
+def test_checks_run_for_the_maximum_age_counted_by_the_portals_clock(relayed):
+    Video.objects.filter(pk=relayed.pk).update(remote_uploaded_at=datetime(1970, 1, 21, tzinfo=UTC))
     make_due("default")
     run_worker("default")
-    processing.refresh_from_db()
-    assert processing.status == "processing" and processing.next_check_at is not None
-    assert len(ready_checks(processing)) == 1
+    relayed.refresh_from_db()
+    assert relayed.status == "processing" and relayed.next_check_at is not None
+    assert len(ready_checks(relayed)) == 1
 
 
 # 10. Side effects in the wrong place.
@@ -173,9 +162,9 @@ def test_the_key_form_hides_the_key_from_error_reports(client, superuser, team):
     assert tuple(response.wsgi_request.sensitive_post_parameters) == ("secret",)
 
 
-def test_the_callback_token_is_not_stored(processing):
-    row = Video.objects.filter(pk=processing.pk).values().get()
-    assert processing.callback_token not in repr(row)
+def test_the_callback_token_is_not_stored(relayed):
+    row = Video.objects.filter(pk=relayed.pk).values().get()
+    assert relayed.callback_token not in repr(row)
 
 
 def test_a_short_key_shows_no_characters(team):
@@ -247,17 +236,17 @@ def test_reconcile_settles_a_callback_left_pending_by_a_deleted_video(client, me
 
 
 # Found by the invariant test: a retried failed video's old copy was forgotten at memories.ai.
-def test_retrying_a_failed_video_deletes_its_old_copy_there(client, member, processing, emulator):
-    emulator.set_status(processing.video_no, "FAIL", send_callback=False)
+def test_retrying_a_failed_video_deletes_its_old_copy_there(client, member, relayed, emulator):
+    emulator.set_status(relayed.video_no, "FAIL", send_callback=False)
     make_due("default")
     run_worker("default")
-    processing.refresh_from_db()
-    old = processing.video_no
-    assert processing.status == "failed"
+    relayed.refresh_from_db()
+    old = relayed.video_no
+    assert relayed.status == "failed"
     client.force_login(member)
-    client.post(f"/videos/{processing.pk}/retry/")
+    client.post(f"/videos/{relayed.pk}/retry/")
     run_worker("default")
     assert emulator.videos[old].deleted
     run_worker("relay")
-    processing.refresh_from_db()
-    assert processing.status == "processing" and processing.video_no != old
+    relayed.refresh_from_db()
+    assert relayed.status == "processing" and relayed.video_no != old

@@ -6,19 +6,9 @@ from django_tasks_db.models import DBTaskResult
 
 from uploads.models import Video
 
-from .conftest import make_due, make_video, queued_video, run_worker
+from .conftest import make_due, make_video, run_worker
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-@pytest.fixture
-def relayed(member, team, api_key, emulator, fast_pipeline):
-    emulator.send_callbacks = False
-    video = queued_video(member, team)
-    run_worker("relay")
-    video.refresh_from_db()
-    assert video.status == "processing"
-    return video
 
 
 def test_a_check_applies_what_list_videos_says(relayed, emulator):
