@@ -1,9 +1,10 @@
 """Background work: relaying videos to memories.ai, checking their status, deleting them there;
 and the one place work is enqueued (perform/enqueue), for every entry point.
 
-Arguments are JSON (video ids as strings). A task never sleeps waiting for a pacing slot: it
-re-enqueues itself with run_after. A task may run twice or late; the conditional claims in
-uploads/lifecycle.py make that harmless.
+Arguments are JSON (video ids as strings, and the fencing token the task was planned with). A
+task never sleeps waiting for a pacing slot: it hands its turn to one successor with run_after. A
+task may run twice, late or after it was superseded: it acts only while its token (and, after a
+claim, its claim number) is current, so that is harmless.
 """
 
 import logging
