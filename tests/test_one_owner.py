@@ -250,3 +250,32 @@ def test_retrying_a_failed_video_deletes_its_old_copy_there(client, member, rela
     run_worker("relay")
     relayed.refresh_from_db()
     assert relayed.status == "processing" and relayed.video_no != old
+
+
+# 7. Locks: a video's lock never takes its team's row too (a claim locks team then video, a cancel
+# video then team: on PostgreSQL the two could deadlock).
+def test_locking_a_video_does_not_lock_its_team(member, team, api_key):
+    from django.db import connection, transaction
+
+    if connection.vendor != "postgresql":
+        pytest.skip("row locks: PostgreSQL (SQLite locks the whole database)")
+    import psycopg
+
+    from uploads import actions, tasks
+
+    video = make_video(member, team)
+    db = connection.settings_dict
+    other = psycopg.connect(host=db["HOST"] or "127.0.0.1", port=db["PORT"] or 5432, user=db["USER"],
+                            dbname=db["NAME"], autocommit=False)
+    try:
+        # What a relay's claim holds while it takes the team's upload slot: the team row, updated.
+        other.execute("UPDATE uploads_team SET next_upload_at = now() WHERE id = %s", [team.pk])
+        with transaction.atomic():
+            with connection.cursor() as cursor:
+                cursor.execute("SET LOCAL lock_timeout = '2s'")
+            assert tasks.perform(actions.cancel, video.pk, member)  # waited for no team lock
+    finally:
+        other.rollback()
+        other.close()
+    video.refresh_from_db()
+    assert video.status == "cancelled"
