@@ -222,17 +222,26 @@ def test_a_late_failure_of_a_relay_taken_for_dead_leaves_the_new_claim_alone(mem
     assert not relay_tasks().exists()
 
 
-def test_reconcile_settles_a_callback_left_pending_by_a_deleted_video(client, member, team, api_key):
+# Found by the invariant test (random profile): a cancelled video's early callbacks stayed pending.
+@pytest.mark.parametrize("ends", ["deleted", "cancelled", "rejected"])
+def test_a_video_that_stops_waiting_for_its_answer_settles_its_early_callbacks(ends, client, member, team, api_key):
+    from uploads import actions, tasks
     from uploads.models import CallbackRecord
 
     from .conftest import delete_videos
 
-    video = make_video(member, team, status=Video.Status.SENDING, attempts=1, heartbeat_at=timezone.now())
+    status = Video.Status.QUEUED if ends == "cancelled" else Video.Status.SENDING
+    video = make_video(member, team, status=status, attempts=1, heartbeat_at=timezone.now())
     client.post(video.callback_path, data='{"videoNo": "VI9", "status": "PARSE"}', content_type="application/json")
     assert CallbackRecord.objects.get().outcome == "pending"
-    delete_videos([video.pk], member)
-    reconcile()
-    assert CallbackRecord.objects.get().outcome != "pending"
+    if ends == "deleted":
+        delete_videos([video.pk], member)
+    elif ends == "cancelled":
+        tasks.perform(actions.cancel, video.pk, member)
+    else:
+        tasks.perform(actions.relay_failed, video.pk, 1, memories.MemoriesError(memories.REJECT, "refused"))
+    record = CallbackRecord.objects.get()  # at once, not at the next reconcile
+    assert record.outcome == "stale" and f"was {ends} before memories.ai's answer" in record.detail
 
 
 # Found by the invariant test: a retried failed video's old copy was forgotten at memories.ai.

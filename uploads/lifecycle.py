@@ -19,18 +19,26 @@ from django.utils import timezone
 
 from . import pacing
 from .memories import CONFIG, KEY, REJECT
-from .models import ApiKey, RelayHold, Team, Video, VideoEvent, new_work_token, token_digest
+from .models import ApiKey, CallbackRecord, RelayHold, Team, Video, VideoEvent, new_work_token, token_digest
 
 logger = logging.getLogger(__name__)
 S = Video.Status
 Source = VideoEvent.Source
+AWAITING_ANSWER = (S.QUEUED, S.SENDING)
 
 
 def record(video, source, from_status, to_status, message="", remote_status="", actor=None):
+    """Write the event of a change (the caller holds the video's lock). A video that stops
+    waiting for the relay's answer without a number settles its early callbacks here: they
+    were kept for an answer that will not come."""
     if from_status != to_status:
         # Retention counts from here (uploads/removal.py).
         video.status_changed_at = timezone.now()
         Video.objects.filter(pk=video.pk).update(status_changed_at=video.status_changed_at)
+    if not video.video_no and (video.deleted_at is not None or to_status not in AWAITING_ANSWER):
+        CallbackRecord.objects.filter(video=video, outcome=CallbackRecord.Outcome.PENDING).update(
+            outcome=CallbackRecord.Outcome.STALE,
+            detail=f"the video was {'deleted' if video.deleted_at else to_status} before memories.ai's answer")
     return VideoEvent.objects.create(
         video=video, source=source, from_status=from_status or "", to_status=to_status or "",
         message=message[:500], remote_status=remote_status[:40], actor=actor,

@@ -19,7 +19,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from .lifecycle import Source, locked, record
+from .lifecycle import AWAITING_ANSWER, Source, locked, record
 from .memories import FAILED_WORDS, PARSED_WORDS, UNPARSED_WORDS
 from .models import CallbackRecord, Video, new_work_token
 
@@ -108,7 +108,7 @@ def apply_stored_callback(cb, video_id):
             video = locked(video_id)
             if video.deleted_at is not None:
                 outcome, detail = Outcome.STALE, "the video was deleted"
-            elif video.video_no == "" and video.status in (S.QUEUED, S.SENDING):
+            elif video.video_no == "" and video.status in AWAITING_ANSWER:
                 outcome, detail = Outcome.PENDING, "arrived before the relay's answer; applied when it comes"
             elif cb.video_no != video.video_no:
                 outcome, detail = Outcome.REFUSED, f"names {cb.video_no}, the video is {video.video_no or 'unnumbered'}"
@@ -131,7 +131,7 @@ def apply_pending_callbacks(video_id=None):
     if video_id is not None:
         pending = pending.filter(video_id=video_id)
     else:
-        pending = pending.exclude(video__video_no="", video__status__in=(S.QUEUED, S.SENDING),
+        pending = pending.exclude(video__video_no="", video__status__in=AWAITING_ANSWER,
                                   video__deleted_at__isnull=True)
     applied = 0
     for record_ in pending.order_by("pk"):

@@ -166,4 +166,4 @@ def stale_pending_callbacks():
     return [f"callback {cb.remote_status} {cb.video_no} pending, video {cb.video.status}"
             f"{' deleted' if cb.video.deleted_at else ''} {cb.video.video_no or '-'}"
             for cb in CallbackRecord.objects.filter(outcome=CallbackRecord.Outcome.PENDING).select_related("video")
-            if cb.video.status not in (S.QUEUED, S.SENDING) or cb.video.video_no]
+            if cb.video.status not in (S.QUEUED, S.SENDING) or cb.video.video_no or cb.video.deleted_at]
