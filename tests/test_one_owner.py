@@ -261,6 +261,33 @@ def test_retrying_a_failed_video_deletes_its_old_copy_there(client, member, rela
     assert relayed.status == "processing" and relayed.video_no != old
 
 
+# 7. Clocks: what two processes compare is written and read with the database's clock, so a
+# worker whose clock is an hour behind (or a day ahead) changes nothing.
+def test_a_heartbeat_from_a_worker_whose_clock_is_behind_keeps_its_relay_alive(member, team, api_key):
+    from unittest import mock
+
+    from uploads import lifecycle
+
+    video = make_video(member, team, status=Video.Status.SENDING, attempts=1, heartbeat_at=None)
+    with mock.patch("django.utils.timezone.now", return_value=timezone.now() - timedelta(hours=1)):
+        lifecycle.heartbeat(video.pk, 1)
+    assert reconcile() == (0, 0)
+    video.refresh_from_db()
+    assert video.status == "sending"
+
+
+def test_a_rate_limit_seen_by_a_worker_whose_clock_is_ahead_holds_the_team_back_by_the_backoff_only(team):
+    from unittest import mock
+
+    from uploads import pacing
+
+    with mock.patch("django.utils.timezone.now", return_value=timezone.now() + timedelta(days=1)):
+        until = pacing.push_back_team_slot(team.pk)
+    team.refresh_from_db()
+    assert team.upload_backoff_level == 1
+    assert until == team.next_upload_at < timezone.now() + timedelta(hours=1)
+
+
 # 7. Locks: a video's lock never takes its team's row too (a claim locks team then video, a cancel
 # video then team: on PostgreSQL the two could deadlock).
 def test_locking_a_video_does_not_lock_its_team(member, team, api_key):

@@ -18,6 +18,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from . import pacing
+from .clock import database_time
 from .memories import CONFIG, KEY, REJECT
 from .models import ApiKey, CallbackRecord, RelayHold, Team, Video, VideoEvent, new_work_token, token_digest
 
@@ -89,13 +90,12 @@ def claim_for_relay(video_id, attempt, token, api_key):
     The callback URL's digest is set here, from the token derived for this video, so the URL
     given to memories.ai with this send is the one the callback view will find.
     """
-    now = timezone.now()
     digest = token_digest(Video(pk=video_id).callback_token)
     with transaction.atomic():
         claimed = Video.objects.filter(
             pk=video_id, status=S.QUEUED, attempts=attempt, attempts__lt=settings.MEMPORTAL_MAX_ATTEMPTS,
             relay_token=token, deleted_at__isnull=True,
-        ).update(status=S.SENDING, attempts=attempt + 1, heartbeat_at=now, next_attempt_at=None, api_key=api_key,
+        ).update(status=S.SENDING, attempts=attempt + 1, heartbeat_at=database_time(), next_attempt_at=None, api_key=api_key,
                  callback_digest=digest)
         if claimed:
             video = Video.objects.get(pk=video_id)
@@ -105,8 +105,9 @@ def claim_for_relay(video_id, attempt, token, api_key):
 
 def heartbeat(video_id, claimed):
     """The relay of claim number `claimed` is still sending (a relay taken for dead whose video
-    was claimed again keeps quiet: its heartbeat must not make the new claim look alive)."""
-    Video.objects.filter(pk=video_id, status=S.SENDING, attempts=claimed).update(heartbeat_at=timezone.now())
+    was claimed again keeps quiet: its heartbeat must not make the new claim look alive). The
+    database's clock, which reconcile compares it with."""
+    Video.objects.filter(pk=video_id, status=S.SENDING, attempts=claimed).update(heartbeat_at=database_time())
 
 
 def accept_relay(video_id, result):
@@ -235,10 +236,9 @@ def clear_relay_hold(actor=None):
 def requeue_stale(video_id, stale_after, source=Source.RECONCILE):
     """A relay whose heartbeat stopped (worker killed): back to queued with a new relay token, or
     rejected once its attempts are spent. Returns the video when it is queued again, else None."""
-    stale_before = timezone.now() - timedelta(seconds=stale_after)
     with transaction.atomic():
         video = locked(video_id)
-        if video.status != S.SENDING or (video.heartbeat_at and video.heartbeat_at > stale_before):
+        if video.status != S.SENDING or Video.objects.filter(pk=video_id).beating(stale_after).exists():
             return None
         video.heartbeat_at = None
         if video.attempts >= settings.MEMPORTAL_MAX_ATTEMPTS:

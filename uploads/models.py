@@ -16,6 +16,7 @@ from django.utils import timezone
 from django.utils.crypto import salted_hmac
 
 from . import crypto
+from .clock import database_time
 
 
 class TeamQuerySet(models.QuerySet):
@@ -152,6 +153,16 @@ class ApiKey(models.Model):
 class VideoQuerySet(models.QuerySet):
     def alive(self):
         return self.filter(deleted_at__isnull=True)
+
+    def beating(self, stale_after):
+        """Videos whose relay's heartbeat is fresher than `stale_after` seconds (by the database's
+        clock, which wrote it)."""
+        return self.filter(heartbeat_at__gt=database_time(-stale_after))
+
+    def heartbeat_stale(self, stale_after):
+        """Sending videos whose relay has been silent for `stale_after` seconds, or never beat."""
+        return self.filter(status=Video.Status.SENDING).filter(
+            Q(heartbeat_at__isnull=True) | Q(heartbeat_at__lte=database_time(-stale_after)))
 
     def visible_to(self, user):
         """A member sees their own videos, a team admin their teams', a superuser all."""

@@ -9,10 +9,10 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import DateTimeField, ExpressionWrapper, Q
-from django.db.models.functions import Now
-from django.utils import timezone
+from django.db.models import F, Q
+from django.db.models.functions import Coalesce, Greatest
 
+from .clock import database_time
 from .models import Team, Video
 
 
@@ -31,9 +31,8 @@ def claim_team_slot(team_id):
     """
     # The database's clock, not this worker's: workers on several machines compare one time.
     taken = Team.objects.filter(pk=team_id).filter(
-        Q(next_upload_at__isnull=True) | Q(next_upload_at__lte=Now())
-    ).update(next_upload_at=ExpressionWrapper(Now() + timedelta(seconds=slot_seconds()),
-                                              output_field=DateTimeField()))
+        Q(next_upload_at__isnull=True) | Q(next_upload_at__lte=database_time())
+    ).update(next_upload_at=database_time(slot_seconds()))
     if taken:
         return None
     return Team.objects.values_list("next_upload_at", flat=True).get(pk=team_id)
@@ -57,8 +56,9 @@ def push_back_team_slot(team_id):
     """memories.ai said 0429: hold all of the team's uploads back, longer each time."""
     with transaction.atomic():
         team = Team.objects.select_for_update().get(pk=team_id)
-        team.upload_backoff_level = min(team.upload_backoff_level + 1, 6)
-        delay = settings.MEMPORTAL_UPLOAD_INTERVAL_SECONDS * (2 ** team.upload_backoff_level)
-        team.next_upload_at = max(team.next_upload_at or timezone.now(), timezone.now() + timedelta(seconds=delay))
-        team.save(update_fields=["upload_backoff_level", "next_upload_at"])
-        return team.next_upload_at
+        level = min(team.upload_backoff_level + 1, 6)
+        delay = settings.MEMPORTAL_UPLOAD_INTERVAL_SECONDS * (2 ** level)
+        later = database_time(delay)  # the database's clock, as for the slot itself
+        Team.objects.filter(pk=team_id).update(
+            upload_backoff_level=level, next_upload_at=Greatest(Coalesce(F("next_upload_at"), later), later))
+        return Team.objects.values_list("next_upload_at", flat=True).get(pk=team_id)

@@ -20,6 +20,7 @@ from django.utils import timezone
 from django_tasks_db.models import DBTaskResult
 
 from . import actions, lifecycle, memories, reports
+from .clock import database_time
 from .crypto import ApiKeyDecryptionError
 from .followups import CheckVideo, DeleteRemoteVideos, RelayVideo
 from .models import ApiKey, RelayHold, Video
@@ -73,7 +74,7 @@ def _live_tokens(task_, token_index):
     than MEMPORTAL_HEARTBEAT_STALE_SECONDS is taken for dead: a killed worker leaves its row
     RUNNING for ever. Rows enqueued before tokens existed carry none: they count as token "".
     """
-    running_since = timezone.now() - timedelta(seconds=settings.MEMPORTAL_HEARTBEAT_STALE_SECONDS)
+    running_since = database_time(-settings.MEMPORTAL_HEARTBEAT_STALE_SECONDS)
     rows = DBTaskResult.objects.filter(task_path=task_.module_path).filter(
         Q(status=TaskResultStatus.READY) | Q(status=TaskResultStatus.RUNNING, started_at__gte=running_since))
     tokens = {}

@@ -11,13 +11,11 @@ second chain, and reconcile itself is bounded: at most one new task per video pe
 
 import logging
 import time
-from datetime import timedelta
 
 from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand
 from django.db import close_old_connections
-from django.utils import timezone
 
 from uploads import actions, reports
 from uploads.models import RelayHold, Team, Video
@@ -31,11 +29,9 @@ PURGE_EVERY_SECONDS = 24 * 3600
 
 def reconcile(stale_after=None):
     """One pass; returns (relays re-queued or resumed, check chains started)."""
-    now = timezone.now()
     stale_after = settings.MEMPORTAL_HEARTBEAT_STALE_SECONDS if stale_after is None else stale_after
-    stale_before = now - timedelta(seconds=stale_after)
     alive = Video.objects.alive()
-    stale = alive.filter(status=S.SENDING, heartbeat_at__lte=stale_before)
+    stale = alive.heartbeat_stale(stale_after)
     requeued = sum(perform(actions.requeue_stale, pk, stale_after=stale_after)
                    for pk in stale.values_list("pk", flat=True))
     relays = live_relays()
