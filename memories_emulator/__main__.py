@@ -35,6 +35,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--parse-delay", type=float, default=10.0,
                         help="seconds from an upload to PARSE (and its callback)")
     parser.add_argument("--no-callbacks", action="store_true", help="never POST status callbacks")
+    parser.add_argument("--upload-time-unit", choices=["ms", "s"], default="ms",
+                        help="unit of uploadTime (and list_videos' create_time) in answers: ms since "
+                             "the epoch as documented (default), or s, as a memories.ai that sends seconds")
     parser.add_argument("--no-control-api", action="store_true", help="do not serve /_emulator/*")
     args = parser.parse_args(argv)
     env_keys = [k.strip() for k in os.environ.get(KEYS_ENV, "").split(",") if k.strip()]
@@ -60,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
         args.keys, args.host, args.port,
         upload_interval=args.upload_interval, callback_delay=args.callback_delay,
         parse_delay=args.parse_delay, send_callbacks=not args.no_callbacks,
-        control_api=not args.no_control_api,
+        control_api=not args.no_control_api, upload_time_unit=args.upload_time_unit,
     )
     log_to_stdout()
     stop = threading.Event()

@@ -3,11 +3,12 @@
 Owns the remote side of the portal's one integration: it accepts uploads (streamed and
 hashed by ``bodies``, never held in memory), paces them per key, keeps the remote video
 list, moves videos UNPARSE -> PARSE on a ``timeline``, has status callbacks posted,
-answers list/delete calls, and plays the faults a test injects (catalogue in ``faults``).
-The API's paths and answer shapes are in ``remote``. The HTTP side (``server``) reaches it
-only through the public methods listed in ``server.Backend``. Tests run it in-process on a
-loopback port; ``python -m memories_emulator`` runs it standalone. No production module
-imports it, and it must stay importable without Django.
+answers list/delete calls, and plays the faults a test injects (catalogue in ``faults``;
+``clear_faults`` drops them and releases held requests). It writes upload times in ms, or in
+seconds (``upload_time_unit``). The API's paths and answer shapes are in ``remote``. The HTTP
+side (``server``) reaches it only through the public methods listed in ``server.Backend``.
+Tests run it in-process on a loopback port; ``python -m memories_emulator`` runs it
+standalone. No production module imports it, and it must stay importable without Django.
 
 Keys are secrets even here: only "…" + their last four characters ever reach logs,
 recorded headers or the control API.
@@ -25,8 +26,8 @@ from typing import Any, Callable, Iterable
 import memories_emulator.faults as faults
 from memories_emulator.bodies import JsonBody, MultipartBody, ReceivedUpload, envelope, key_tail
 from memories_emulator.remote import (
-    DELETE_PATH, LIST_PATH, MAX_DELETE, PATH_ALIASES, UPLOAD_PATH, RemoteVideo, listed, split_filename,
-    upload_answer, upload_refusal,
+    DELETE_PATH, LIST_PATH, MAX_DELETE, PATH_ALIASES, UPLOAD_PATH, UPLOAD_TIME_UNITS, RemoteVideo, listed,
+    split_filename, upload_answer, upload_refusal,
 )
 from memories_emulator.server import EmulatorServer
 from memories_emulator.timeline import CallbackPoster, Timeline
@@ -46,7 +47,7 @@ class MemoriesEmulator:
                  send_callbacks: bool = True, clock: Callable[[], float] = time.time,
                  upload_path: str = UPLOAD_PATH, list_path: str = LIST_PATH,
                  delete_path: str = DELETE_PATH, control_api: bool = True,
-                 rng: random.Random | None = None) -> None:
+                 rng: random.Random | None = None, upload_time_unit: str = "ms") -> None:
         self.host, self.port = host, port
         self.upload_interval = upload_interval
         self.callback_delay = callback_delay
@@ -58,6 +59,8 @@ class MemoriesEmulator:
         self._routes = {**PATH_ALIASES, upload_path: "upload", list_path: "list", delete_path: "delete"}
         self._keys = set(keys)
         self._lock = threading.RLock()
+        self._upload_time_unit = "ms"
+        self.set_upload_time_unit(upload_time_unit)
         self._uploads: list[ReceivedUpload] = []
         self._videos: dict[str, RemoteVideo] = {}
         self._requests: list[dict[str, Any]] = []
@@ -119,10 +122,32 @@ class MemoriesEmulator:
         with self._lock:
             self._keys.discard(key)
 
-    def inject(self, endpoint: str, fault: str, times: int = 1, **params: Any) -> None:
-        """Queue a fault for the next `times` requests to `endpoint` (see memories_emulator.faults)."""
-        self._faults.add(faults.make_fault(endpoint, fault, times, **params))
+    def inject(self, endpoint: str, fault: str, times: int = 1, **params: Any) -> faults.Fault:
+        """Queue a fault for the next `times` requests to `endpoint` (see memories_emulator.faults).
+
+        Returns the queued Fault: its `times` counts down as it is used, and a "hold_answer"
+        fault shows the held upload's number as `held_video_no`.
+        """
+        queued = faults.make_fault(endpoint, fault, times, **params)
+        self._faults.add(queued)
         self.log(f"fault queued: {endpoint} {fault} x{times}")
+        return queued
+
+    def clear_faults(self) -> int:
+        """Drop every queued fault, and release the requests faults hold (their `release` is set).
+
+        Returns how many queued faults were dropped (served at POST /_emulator/clear_faults).
+        """
+        dropped = self._faults.clear()
+        self.log(f"faults cleared: {dropped} dropped")
+        return dropped
+
+    def set_upload_time_unit(self, unit: str) -> None:
+        """"ms" (memories.ai's documented unit) or "s": how answers write an upload's time."""
+        if unit not in UPLOAD_TIME_UNITS:
+            raise ValueError(f"upload time unit must be one of {sorted(UPLOAD_TIME_UNITS)}, not {unit!r}")
+        with self._lock:
+            self._upload_time_unit = unit
 
     def set_status(self, video_no: str, status: str, send_callback: bool = True) -> None:
         """Force a remote status now; the video's planned timeline is dropped."""
@@ -243,7 +268,8 @@ class MemoriesEmulator:
     def success_lookalike(self, endpoint: str) -> dict:
         """A success-shaped body for the "wrong_content_type" fault; it creates nothing."""
         if endpoint == "upload":
-            return upload_answer(self._new_video_no(), "video", int(self._clock() * 1000))
+            return upload_answer(self._new_video_no(), "video", int(self._clock() * 1000),
+                                 self._upload_time_unit)
         if endpoint == "list":
             return envelope("0000", {"videos": [], "current_page": 1, "page_size": 20, "total_count": 0})
         return envelope("0000")
@@ -270,7 +296,8 @@ class MemoriesEmulator:
             self._videos[video.video_no] = video
             record.video_no = video.video_no
             self._plan_timeline(video, now)
-        return upload_answer(video.video_no, video.video_name, video.create_time)
+            unit = self._upload_time_unit
+        return upload_answer(video.video_no, video.video_name, video.create_time, unit)
 
     def _list_videos(self, key: str, payload: Any) -> dict:
         payload = {} if payload is None else payload
@@ -291,7 +318,7 @@ class MemoriesEmulator:
                      and (not status or v.status == status)
                      and (not name or str(name) in v.video_name)]
             found.sort(key=lambda v: (v.create_time, v.video_no), reverse=True)
-            shown = [listed(v) for v in found[(page - 1) * size:page * size]]
+            shown = [listed(v, self._upload_time_unit) for v in found[(page - 1) * size:page * size]]
         return envelope("0000", {"videos": shown, "current_page": page, "page_size": size,
                                  "total_count": len(found)})
 

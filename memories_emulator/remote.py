@@ -3,7 +3,8 @@
 Owns the vocabulary the emulator's core works in, as plain data and pure functions with no
 state: the documented paths, ``RemoteVideo`` (a video as memories.ai holds it), which
 uploads it refuses before looking at any state, and how an accepted upload and a listed
-video are written back. What the emulator decides with its state lives in ``core``.
+video are written back (their times in milliseconds, as documented, or in seconds). What
+the emulator decides with its state lives in ``core``.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ DELETE_PATH = "/serve/api/v1/delete_videos"
 PATH_ALIASES = {"/serve/api/v1/upload": "upload", "/serve/api/video/delete_videos": "delete"}
 
 VIDEO_EXTENSIONS = {".mp4", ".avi", ".mkv", ".mov"}
+# How answers may write an upload's time: milliseconds since the epoch (documented), or seconds.
+UPLOAD_TIME_UNITS = {"ms": 1, "s": 1000}  # unit -> milliseconds per unit
 MAX_DELETE = 100
 
 
@@ -58,14 +61,22 @@ def upload_refusal(body: MultipartBody) -> dict[str, Any] | None:
     return None
 
 
-def upload_answer(video_no: str, video_name: str, upload_time: int) -> dict[str, Any]:
-    """An accepted upload's answer (the upload endpoint's own envelope, with success/failed)."""
+def shown_time(millis: int, unit: str = "ms") -> str:
+    """A time kept in ms since the epoch, as an answer writes it in `unit` (see UPLOAD_TIME_UNITS)."""
+    return str(millis // UPLOAD_TIME_UNITS[unit])
+
+
+def upload_answer(video_no: str, video_name: str, upload_time: int, unit: str = "ms") -> dict[str, Any]:
+    """An accepted upload's answer (the upload endpoint's own envelope, with success/failed).
+
+    `upload_time` is in ms since the epoch; the answer writes it in `unit`.
+    """
     return {"code": "0000", "msg": "success", "success": True, "failed": False,
             "data": {"videoNo": video_no, "videoName": video_name,
-                     "videoStatus": "UNPARSE", "uploadTime": str(upload_time)}}
+                     "videoStatus": "UNPARSE", "uploadTime": shown_time(upload_time, unit)}}
 
 
-def listed(video: RemoteVideo) -> dict[str, str]:
+def listed(video: RemoteVideo, unit: str = "ms") -> dict[str, str]:
     """A video as list_videos shows it. Strings on purpose: the real API sends numbers as strings."""
     return {"video_no": video.video_no, "video_name": video.video_name, "status": video.status,
-            "duration": "12", "size": str(video.size), "create_time": str(video.create_time)}
+            "duration": "12", "size": str(video.size), "create_time": shown_time(video.create_time, unit)}

@@ -4,8 +4,14 @@ Owns the wire side: the threaded HTTP server and the per-request handler (routin
 the body in chunks into a reader from ``bodies``, answering, hanging up on purpose, the
 control API under ``/_emulator/``). What the fake API decides lives behind ``Backend``, the
 small public interface below, which ``core.MemoriesEmulator`` implements; this module never
-imports the core. Injected faults are acted out by ``faults.play`` through the handler's
-read/answer/hang-up methods.
+imports the core. Injected faults are acted out through the handler's read/answer/hang-up
+methods (``faults.Exchange``): by ``faults.play`` before a request is served, and by
+``faults.after_serving`` between serving it and writing its answer.
+
+Control API (unless switched off): ``GET /_emulator/state``; ``POST /_emulator/fault``
+(JSON ``{"endpoint", "fault", "times", ...params}``); ``POST /_emulator/clear_faults``
+(answers ``{"ok": true, "dropped": n}``); ``POST /_emulator/status`` (JSON ``{"video_no",
+"status", "send_callback"}``).
 """
 
 from __future__ import annotations
@@ -24,7 +30,7 @@ from urllib.parse import urlsplit
 from memories_emulator.bodies import (
     JsonBody, MultipartBody, ReceivedUpload, envelope, key_tail, redacted_headers,
 )
-from memories_emulator.faults import Fault, play
+from memories_emulator.faults import Fault, after_serving, play
 
 logger = logging.getLogger("memportal.emulator")
 
@@ -77,7 +83,10 @@ class Backend(Protocol):
     # The control API.
     def state(self) -> dict[str, Any]: ...
 
-    def inject(self, endpoint: str, fault: str, times: int = 1, **params: Any) -> None: ...
+    def inject(self, endpoint: str, fault: str, times: int = 1, **params: Any) -> Fault: ...
+
+    def clear_faults(self) -> int:
+        """Drop every queued fault and release held requests; how many were queued."""
 
     def set_status(self, video_no: str, status: str, send_callback: bool = True) -> None: ...
 
@@ -167,10 +176,19 @@ class _Handler(BaseHTTPRequestHandler):
         self.read_body()
         if not self._body_done():
             self.hang_up()  # the client went away mid-body; nobody to answer
-        elif not authorized or key is None:  # (a None key is never authorized)
-            self.answer_json(envelope("0401"))
+            return
+        # Finished before it is served: a multipart body without its closing boundary is
+        # refused, and the upload's record is whole while an answer is held.
+        self._sink.finish(complete=True)
+        if not authorized or key is None:  # (a None key is never authorized)
+            served = envelope("0401")
         else:
-            self.answer_json(backend.serve(endpoint, key, self._sink, started))
+            served = backend.serve(endpoint, key, self._sink, started)
+        answer = served if self._fault is None else after_serving(self._fault, self, served)
+        if answer is None:
+            self.hang_up()
+        else:
+            self.answer_json(answer)
 
     def _serve_control(self, path: str) -> None:
         backend = self.server.backend
@@ -183,6 +201,8 @@ class _Handler(BaseHTTPRequestHandler):
                 spec = dict(self._sink.payload() or {})  # type: ignore[union-attr]
                 backend.inject(spec.pop("endpoint", ""), spec.pop("fault", ""), spec.pop("times", 1), **spec)
                 self._send(200, {"ok": True})
+            elif route == ("POST", "/_emulator/clear_faults"):
+                self._send(200, {"ok": True, "dropped": backend.clear_faults()})
             elif route == ("POST", "/_emulator/status"):
                 spec = self._sink.payload() or {}  # type: ignore[union-attr]
                 backend.set_status(spec["video_no"], spec["status"], bool(spec.get("send_callback", True)))
@@ -290,3 +310,9 @@ class _Handler(BaseHTTPRequestHandler):
 
     def success_body(self) -> dict[str, Any]:
         return self.server.backend.success_lookalike(self._fault.endpoint if self._fault else "upload")
+
+    def stored_video_no(self) -> str | None:
+        return self._upload.video_no if self._upload is not None else None
+
+    def note(self, line: str) -> None:
+        self.server.backend.log(f"{self.command} {self.path}: {line}")

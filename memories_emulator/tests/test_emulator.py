@@ -3,6 +3,7 @@
 Each test starts the emulator on a loopback port and talks to it with
 `requests`, the way the portal will. No database and no Django settings are
 needed, so the file runs with `-p no:django` as well as under pytest-django.
+Fixtures are in ``conftest.py``, shared helpers in ``support.py``, faults in ``test_faults.py``.
 """
 
 from __future__ import annotations
@@ -13,106 +14,14 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 
 import pytest
 import requests
 
 from memories_emulator import MemoriesEmulator
-
-KEY = "sk-test-1"
-OTHER_KEY = "sk-test-other-2"
-REPO = Path(__file__).resolve().parent.parent.parent
-SAMPLE = REPO / "tests" / "data" / "sample-h264-aac.mp4"
-UPLOAD = "/serve/api/video/upload"
-LIST = "/serve/api/video/list_videos"
-DELETE = "/serve/api/v1/delete_videos"
-
-
-class FakeClock:
-    def __init__(self, now: float = 1_754_000_000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-
-
-class CallbackReceiver:
-    """A tiny stand-in for the portal's callback endpoint."""
-
-    def __init__(self) -> None:
-        received = self.received = []
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                received.append({"path": self.path, "body": json.loads(body)})
-                self.send_response(200)
-                self.send_header("Content-Length", "2")
-                self.end_headers()
-                self.wfile.write(b"ok")
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05},
-                         daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
-@pytest.fixture
-def clock():
-    return FakeClock()
-
-
-@pytest.fixture
-def make_emulator():
-    started = []
-
-    def make(**kwargs):
-        options = {"keys": [KEY], "upload_interval": 0, "callback_delay": 0.05, "parse_delay": 0.2}
-        emu = MemoriesEmulator(**{**options, **kwargs}).start()
-        started.append(emu)
-        return emu
-
-    yield make
-    for emu in started:
-        emu.stop()
-
-
-@pytest.fixture
-def emu(make_emulator):
-    return make_emulator()
-
-
-@pytest.fixture
-def receiver():
-    receiver = CallbackReceiver()
-    yield receiver
-    receiver.close()
-
-
-def upload(emu, key=KEY, filename="clip.mp4", content=b"\x00" * 1000, content_type="video/mp4",
-           data=None, path=UPLOAD, timeout=5):
-    files = {"file": (filename, content, content_type)} if filename is not None else None
-    headers = {"Authorization": key} if key is not None else {}
-    return requests.post(emu.base_url + path, headers=headers, files=files, data=data or {"x": "1"},
-                         timeout=timeout)
-
-
-def api(emu, path, body, key=KEY, timeout=5):
-    return requests.post(emu.base_url + path, headers={"Authorization": key}, json=body, timeout=timeout)
+from memories_emulator.__main__ import parse_args
+from memories_emulator.tests.support import DELETE, KEY, LIST, OTHER_KEY, REPO, SAMPLE, UPLOAD, api, upload
 
 
 # -- uploads -------------------------------------------------------------------
@@ -217,6 +126,43 @@ def test_it_refuses_a_body_without_content_length(emu):
     assert r.json()["code"] == "0003"
 
 
+def test_it_refuses_a_multipart_body_without_its_closing_boundary(emu):
+    body = b'--x\r\nContent-Disposition: form-data; name="file"; filename="a.mp4"\r\n' \
+           b"Content-Type: video/mp4\r\n\r\nabc"
+    r = requests.post(emu.base_url + UPLOAD, data=body, timeout=5,
+                      headers={"Authorization": KEY, "Content-Type": "multipart/form-data; boundary=x"})
+    assert r.json()["code"] != "0000" and not emu.videos
+
+
+def test_upload_times_can_be_sent_in_seconds(make_emulator, clock):
+    emu = make_emulator(clock=clock, upload_time_unit="s", send_callbacks=False)
+
+    video_no = upload(emu).json()["data"]["videoNo"]
+    assert emu.videos[video_no].create_time == int(clock.now * 1000)  # kept in ms all the same
+    answer = upload(emu).json()["data"]
+    assert answer["uploadTime"] == str(int(clock.now))
+    listed = api(emu, LIST, {"video_no": video_no}).json()["data"]["videos"][0]
+    assert listed["create_time"] == str(int(clock.now))
+    emu.inject("upload", "wrong_content_type")
+    assert upload(emu).json()["data"]["uploadTime"] == str(int(clock.now))
+
+    emu.set_upload_time_unit("ms")
+    assert upload(emu).json()["data"]["uploadTime"] == str(int(clock.now * 1000))
+    assert api(emu, LIST, {"video_no": video_no}).json()["data"]["videos"][0]["create_time"] == str(
+        int(clock.now * 1000))
+    with pytest.raises(ValueError):
+        emu.set_upload_time_unit("us")
+    with pytest.raises(ValueError):
+        MemoriesEmulator([KEY], upload_time_unit="seconds")
+
+
+def test_the_command_takes_the_upload_time_unit():
+    assert parse_args(["--key", "k"]).upload_time_unit == "ms"
+    assert parse_args(["--key", "k", "--upload-time-unit", "s"]).upload_time_unit == "s"
+    with pytest.raises(SystemExit):
+        parse_args(["--key", "k", "--upload-time-unit", "h"])
+
+
 # -- timeline, callbacks, list, delete ---------------------------------------------
 
 def test_it_posts_both_callback_forms_on_the_timeline(emu, receiver):
@@ -300,121 +246,6 @@ def test_unknown_paths_and_methods_answer_json(emu):
     assert missing.status_code == 404 and missing.json() == {"error": "not found"}
     assert requests.get(emu.base_url + LIST, timeout=5).status_code == 405
     assert emu.requests[-1]["code"] == "405"
-
-
-# -- faults ---------------------------------------------------------------------
-
-def test_fault_code_answers_with_the_code_after_the_whole_body(emu):
-    emu.inject("upload", "code", code="0402")
-
-    assert upload(emu).json() == {"code": "0402", "msg": "not enough credits", "data": None}
-    assert upload(emu).json()["code"] == "0000"  # used up
-    refused = emu.uploads[0]
-    assert refused.complete and refused.code == "0402" and refused.video_no is None
-
-
-def test_fault_http_answers_a_bare_status_times_times(emu):
-    emu.inject("list", "http", times=2, status=503)
-
-    assert [api(emu, LIST, {}).status_code for _ in range(3)] == [503, 503, 200]
-    assert [r["code"] for r in emu.requests] == ["503", "503", "0000"]
-
-
-def test_faults_are_used_in_order(emu):
-    emu.inject("delete", "http", status=502)
-    emu.inject("delete", "code", code="0429")
-
-    assert api(emu, DELETE, []).status_code == 502
-    assert api(emu, DELETE, []).json()["code"] == "0429"
-    assert api(emu, DELETE, []).json()["code"] == "0000"
-
-
-def test_fault_malformed_and_wrong_content_type(emu):
-    emu.inject("upload", "malformed")
-    emu.inject("upload", "wrong_content_type")
-
-    malformed = upload(emu)
-    assert malformed.status_code == 200 and malformed.text == "not json{"
-    assert malformed.headers["Content-Type"] == "application/json"
-    wrong = upload(emu)
-    assert wrong.headers["Content-Type"] == "text/html" and wrong.json()["code"] == "0000"
-    assert not emu.videos  # a success-looking answer that created nothing
-
-
-def test_fault_slow_answers_normally_after_a_pause(emu):
-    emu.inject("list", "slow", seconds=0.3)
-
-    began = time.monotonic()
-    assert api(emu, LIST, {}).json()["code"] == "0000"
-    assert time.monotonic() - began >= 0.3
-
-
-def test_fault_reset_breaks_the_connection(emu):
-    emu.inject("upload", "reset", bytes=1024)
-
-    with pytest.raises(requests.ConnectionError):
-        upload(emu, content=b"v" * 400_000)
-    emu.wait_for(lambda e: e.uploads[0].code is None and e.requests[0]["code"] is None
-                 and any("no answer (reset)" in line for line in e.log_lines))
-    assert emu.uploads[0].body_bytes == 1024 and not emu.uploads[0].complete
-
-
-def test_fault_timeout_before_body_times_the_client_out(emu):
-    emu.inject("upload", "timeout_before_body", seconds=2)
-
-    with pytest.raises(requests.ReadTimeout):
-        upload(emu, timeout=(2, 0.3))
-    assert emu.uploads[0].body_bytes == 0
-    assert upload(emu).json()["code"] == "0000"  # the emulator still serves others meanwhile
-
-
-def test_fault_stall_after_holds_the_request_until_released(emu):
-    stalled, release = threading.Event(), threading.Event()
-    emu.inject("upload", "stall_after", bytes=100_000, event=stalled, release=release)
-    outcome = {}
-
-    def send():
-        try:
-            outcome["response"] = upload(emu, content=b"v" * 1_000_000, timeout=10)
-        except requests.RequestException as exc:
-            outcome["error"] = exc
-
-    client = threading.Thread(target=send)
-    client.start()
-    assert stalled.wait(5)
-    assert emu.uploads[0].body_bytes >= 100_000
-    time.sleep(0.1)
-    assert not outcome  # still hanging
-    release.set()
-    client.join(5)
-    assert isinstance(outcome.get("error"), requests.ConnectionError)
-    emu.wait_for(lambda e: any("no answer (closed)" in line for line in e.log_lines))
-    assert not emu.uploads[0].complete
-
-
-def test_callback_faults(emu, receiver):
-    emu.inject("callback", "never")
-    emu.inject("callback", "other_video")
-    emu.inject("callback", "twice")
-    silent, misrouted, doubled = (upload(emu, data={"callback": receiver.url}).json()["data"]["videoNo"]
-                                  for _ in range(3))
-
-    emu.wait_for(lambda e: len(e.callbacks_sent) >= 6 and e.videos[silent].status == "PARSE", timeout=5)
-    time.sleep(0.1)
-    numbers = [item["body"]["videoNo"] for item in receiver.received]
-    assert silent not in numbers
-    assert numbers.count(doubled) == 4
-    others = [n for n in numbers if n != doubled]
-    assert len(others) == 2 and misrouted not in others and others[0] not in emu.videos
-
-
-def test_inject_refuses_unknown_faults(emu):
-    with pytest.raises(ValueError):
-        emu.inject("upload", "explode")
-    with pytest.raises(ValueError):
-        emu.inject("callback", "reset")
-    with pytest.raises(ValueError):
-        emu.inject("upload", "code")  # needs code=
 
 
 # -- control API --------------------------------------------------------------------
