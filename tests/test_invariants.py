@@ -134,6 +134,7 @@ class PortalMachine(WorldMachine):
         self.at_most_one_live_relay_per_video()
         self.at_most_one_live_check_chain_per_video()
         self.attempts_are_bounded()
+        self.no_attempt_is_spent_on_trouble_that_is_not_the_files()
         self.every_video_has_a_way_forward()
         self.timeline_replays_to_the_state()
         self.a_video_that_may_be_sent_keeps_its_file()
@@ -333,6 +334,10 @@ class PortalMachine(WorldMachine):
         stuck = {v.original_name: why for v in self.videos()
                  if (why := checks.no_way_forward(v, relay_rows, check_rows, self.dead, self.waiting_for_reconcile(v)))}
         assert not stuck, stuck
+
+    def no_attempt_is_spent_on_trouble_that_is_not_the_files(self):
+        problems = {v.original_name: p for v in self.videos() if (p := checks.attempts_problems(v))}
+        assert not problems, problems
 
     def timeline_replays_to_the_state(self):
         problems = {v.original_name: p for v in self.videos() if (p := checks.timeline_problems(v))}

@@ -183,7 +183,7 @@ def fail_relay(video_id, claimed, error, api_key=None):
             if api_key is not None:
                 api_key.mark_failing(str(error))
             record(video, Source.RELAY, S.SENDING, S.QUEUED,
-                   f"waiting for a working API key: {error}", remote_status=error.code)
+                   f"waiting for a working API key: {error}", remote_status=error.answer)
         elif error.kind == CONFIG:
             # Not the video's fault either, and no team's: every relay waits behind one switch.
             video.status = S.QUEUED
@@ -191,21 +191,21 @@ def fail_relay(video_id, claimed, error, api_key=None):
             video.save()
             hold_relays(str(error))
             record(video, Source.RELAY, S.SENDING, S.QUEUED,
-                   f"waiting for an operator to fix the memories.ai settings: {error}", remote_status=error.code)
+                   f"waiting for an operator to fix the memories.ai settings: {error}", remote_status=error.answer)
         elif error.kind == REJECT:
             video.status = S.REJECTED
             video.save()
-            record(video, Source.RELAY, S.SENDING, S.REJECTED, str(error), remote_status=error.code)
+            record(video, Source.RELAY, S.SENDING, S.REJECTED, str(error), remote_status=error.answer)
         elif video.deleted_at is not None:
             video.status = S.REJECTED
             video.last_error = "deleted while it was being sent"
             video.save()
-            record(video, Source.RELAY, S.SENDING, S.REJECTED, video.last_error, remote_status=error.code)
+            record(video, Source.RELAY, S.SENDING, S.REJECTED, video.last_error, remote_status=error.answer)
         elif video.attempts >= settings.MEMPORTAL_MAX_ATTEMPTS:
             video.status = S.REJECTED
             video.last_error = f"Gave up after {video.attempts} attempts. Last error: {error}"
             video.save()
-            record(video, Source.RELAY, S.SENDING, S.REJECTED, video.last_error, remote_status=error.code)
+            record(video, Source.RELAY, S.SENDING, S.REJECTED, video.last_error, remote_status=error.answer)
         else:
             run_after = timezone.now() + timedelta(seconds=backoff_seconds(video.attempts))
             if error.rate_limited:
@@ -215,7 +215,7 @@ def fail_relay(video_id, claimed, error, api_key=None):
             video.relay_token = new_work_token()
             video.save()
             record(video, Source.RELAY, S.SENDING, S.QUEUED,
-                   f"will try again at {run_after:%H:%M:%S} UTC: {error}", remote_status=error.code)
+                   f"will try again at {run_after:%H:%M:%S} UTC: {error}", remote_status=error.answer)
             return video, run_after
     return video, None
 

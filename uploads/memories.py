@@ -56,6 +56,12 @@ class MemoriesError(Exception):
     def rate_limited(self):
         return self.code == RATE_LIMITED or self.http_status == 429
 
+    @property
+    def answer(self):
+        """What memories.ai answered, for the timeline: its code, else the HTTP status ("" for a
+        connection that broke)."""
+        return self.code or (f"HTTP {self.http_status}" if self.http_status else "")
+
     def __str__(self):
         label = f"code {self.code}" if self.code else (f"HTTP {self.http_status}" if self.http_status else "")
         return f"{self.message} ({label})" if label else self.message

@@ -126,6 +126,26 @@ def timeline_problems(video):
     return problems
 
 
+# memories.ai's answers that are not the file's fault (issue 8, defect 3): the key or its
+# account (401/403, 0401, 0402, 0403, 9009), or a setting or proxy (3xx, 404, 405, 413). A
+# send answered so spends none of the file's attempts.
+NOT_THE_FILES_FAULT = {"0401", "0402", "0403", "9009", "HTTP 401", "HTTP 403", "HTTP 404", "HTTP 405",
+                       "HTTP 413", *(f"HTTP {status}" for status in range(300, 400))}
+
+
+def attempts_problems(video):
+    """The video's attempts are the sends in its timeline since it last started (the upload or a
+    retry), less those memories.ai answered with an answer that is not the file's fault."""
+    events = list(video.events.order_by("pk").values_list("from_status", "to_status", "remote_status"))
+    starts = [i for i, (before, after, _) in enumerate(events) if after == S.QUEUED and before in ("", S.FAILED, S.REJECTED)]
+    since = events[starts[-1]:] if starts else events
+    sends = sum((before, after) == (S.QUEUED, S.SENDING) for before, after, _ in since)
+    free = sum(before == S.SENDING and answer in NOT_THE_FILES_FAULT for before, _, answer in since)
+    if video.attempts != sends - free:
+        return f"{video.attempts} attempts spent, the timeline shows {sends} sends of which {free} not the file's fault"
+    return ""
+
+
 def missing_file(video):
     """A video that may still be sent or retried keeps its stored file (retention removes failed
     videos' files on purpose, and says so in file_removed_at)."""
