@@ -33,8 +33,8 @@ from memories_emulator import MemoriesEmulator
 from tests.conftest import PASSWORD, TEST_KEY, sample
 from tests.invariants import checks
 from tests.invariants.world import (
-    DEFAULT_FAULTS, RELAY_FAULTS, STALE, STATS, WATCHDOG, AnswerHold, Hold, RelayRun, WorldMachine, claim_next,
-    consume_faults, move_time, reset_world, run_default_task,
+    DEFAULT_FAULTS, RELAY_FAULTS, STALE, STATS, WATCHDOG, Hold, RelayRun, WorldMachine, claim_next, move_time,
+    reset_world, run_default_task,
 )
 from uploads.models import ApiKey, Membership, Team, Video
 
@@ -70,8 +70,6 @@ class PortalMachine(WorldMachine):
         self.emulator = MemoriesEmulator(keys=[TEST_KEY], upload_interval=0, parse_delay=10**9,
                                          send_callbacks=False).start()
         self.django_settings.MEMORIES_API_BASE_URL = self.emulator.base_url
-        self.answers = AnswerHold()
-        logging.getLogger("memportal.emulator").addHandler(self.answers)
         team = Team.objects.create(name="Team One", slug="team-one")
         self.key = ApiKey(team=team, label="Main key")
         self.key.set_secret(TEST_KEY)
@@ -98,8 +96,7 @@ class PortalMachine(WorldMachine):
             if self.hold is not None:
                 self.hold.release.set()
                 self.hold.run.wait(10)
-            self.answers.go.set()
-            logging.getLogger("memportal.emulator").removeHandler(self.answers)
+            self.emulator.clear_faults()  # and releases whatever it still holds
             self.emulator.stop()
 
     def settle(self):
@@ -107,7 +104,8 @@ class PortalMachine(WorldMachine):
         must come to rest within DRAIN_ROUNDS rounds of DRAIN_ROUND_SECONDS, invariants holding."""
         if self.hold is not None:
             self.held_relay_ends("released")
-        consume_faults(self.emulator)
+        self.emulator.clear_faults()
+        self.emulator.set_upload_time_unit("ms")
         self.emulator.add_key(TEST_KEY)
         if ApiKey.objects.get(pk=self.key.pk).is_failing:
             self.the_key("re-enabled in the admin")
@@ -195,23 +193,20 @@ class PortalMachine(WorldMachine):
         row = claim_next("relay", f"held-{STATS['steps']}")
         if row is None:
             return
+        held, release = threading.Event(), threading.Event()
         if kind == "body":
-            held, release = threading.Event(), threading.Event()
             self.emulator.inject("upload", "stall_after", bytes=64 * 1024, event=held, release=release, seconds=60)
         else:
-            self.answers.arm()
-            held, release = self.answers.held, self.answers.go
+            fault = self.emulator.inject("upload", "hold_answer", event=held, release=release, seconds=60)
         run = RelayRun(row)
         deadline = time.monotonic() + WATCHDOG
         while not (held.is_set() or run.done.is_set()) and time.monotonic() < deadline:
             time.sleep(0.005)
         if held.is_set():
             STATS["faults"][f"upload:held_{kind}"] += 1
-            self.hold = Hold(run, kind, release, self.answers.video_no if kind == "answer" else None)
+            self.hold = Hold(run, kind, release, fault.held_video_no if kind == "answer" else None)
             return
-        self.answers.armed = False  # it never reached memories.ai (paced, stale, no key, a fault)
-        release.set()
-        consume_faults(self.emulator)
+        self.emulator.clear_faults()  # it never reached memories.ai (paced, stale, no key, a fault)
         if not run.wait(WATCHDOG):
             self.hung.append(f"relay of {row.args_kwargs['args']} still running after {WATCHDOG} s")
             run.kill()
@@ -268,6 +263,13 @@ class PortalMachine(WorldMachine):
         for _ in range(times if video_no else 0):
             self.anyone.post(video.callback_path, json.dumps({"videoNo": video_no, "status": status}),
                              content_type="application/json")
+
+    @rule(unit=st.sampled_from(["s", "ms"]))
+    def memories_writes_upload_times_in(self, unit):
+        """memories.ai writes uploadTime in seconds (defect 8), or in milliseconds as documented."""
+        self.emulator.set_upload_time_unit(unit)
+        if unit == "s":
+            STATS["faults"]["upload:time_in_seconds"] += 1
 
     @rule(index=pick)
     def stored_file_emptied(self, index):
@@ -367,14 +369,11 @@ def test_every_video_has_one_owner_at_a_time(settings):
     settings.MEMORIES_CONNECT_TIMEOUT = settings.MEMORIES_READ_TIMEOUT = 60  # a held relay waits
     PortalMachine.django_settings = settings
     emulator_log = logging.getLogger("memportal.emulator")
-    level, propagate = emulator_log.level, emulator_log.propagate
-    emulator_log.setLevel(logging.INFO)  # AnswerHold reads the emulator's INFO lines
-    emulator_log.propagate = False  # ...which are not worth printing
+    propagate, emulator_log.propagate = emulator_log.propagate, False  # its lines are not worth printing
     started = time.monotonic()
     try:
         hypothesis.stateful.run_state_machine_as_test(PortalMachine, settings=hypothesis.settings())
     finally:
-        emulator_log.setLevel(level)
         emulator_log.propagate = propagate
         print(f"\ninvariants [{PROFILE}]: {STATS['examples']} examples, {STATS['steps']} steps in "
               f"{time.monotonic() - started:.0f} s; faults injected: {sum(STATS['faults'].values())} "
