@@ -38,7 +38,7 @@ from tests.invariants.world import (
 )
 from uploads.models import ApiKey, Membership, Team, Video
 
-CI_EXAMPLES, CI_STEPS = 40, 35
+CI_EXAMPLES, CI_STEPS = 60, 40
 FUZZ_EXAMPLES, FUZZ_STEPS = 200, 50
 _common = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow])
 hypothesis.settings.register_profile("ci", derandomize=True, database=None, max_examples=CI_EXAMPLES,
