@@ -17,7 +17,7 @@ from django_tasks_db.models import DBTaskResult
 from memories_emulator import MemoriesEmulator
 from uploads import actions, removal, reports, tasks
 from uploads.followups import RelayVideo
-from uploads.models import ApiKey, Membership, Team, Video
+from uploads.models import ApiKey, MemoriesAccount, Membership, Team, Video
 from uploads.views import create_video
 
 pytest_plugins = ["tests.browser"]  # the browser_page fixture
@@ -131,7 +131,7 @@ def relay_tasks():
 
 def make_due(queue=None):
     """Move the clock past the planned retries and checks (of `queue`, or of every queue): their
-    task rows, the videos' next attempts and the teams' upload slots are due now. The database
+    task rows, the videos' next attempts and the accounts' upload slots are due now. The database
     compares these times itself, so the stored times move, not the clock."""
     past = timezone.now() - timedelta(seconds=1)
     tasks = DBTaskResult.objects.filter(status="READY")
@@ -139,7 +139,13 @@ def make_due(queue=None):
         tasks = tasks.filter(queue_name=queue)
     tasks.update(run_after=past)
     Video.objects.filter(next_attempt_at__isnull=False).update(next_attempt_at=past)
-    Team.objects.update(next_upload_at=past)
+    MemoriesAccount.objects.update(next_upload_at=past)
+
+
+def account_of(team):
+    """The memories.ai account whose upload slot the team's active key uses."""
+    key = team.api_keys.get(is_active=True)
+    return MemoriesAccount.objects.get(pk=key.pacing_account_id())
 
 
 def sample(name):

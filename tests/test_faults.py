@@ -18,6 +18,7 @@ from django.utils import timezone
 from uploads.models import CallbackRecord, Video
 
 from .conftest import (
+    account_of,
     make_due,
     queued_video,
     relay_tasks,
@@ -141,7 +142,7 @@ def test_every_documented_error_code(queued, emulator, api_key, team, code, stat
     assert relay_tasks().exists() is retried
     # A key problem is not the video's fault: the attempt does not count against it.
     assert queued.attempts == (0 if key_failing else 1)
-    assert team.upload_backoff_level == (1 if code == "0429" else 0)
+    assert account_of(team).upload_backoff_level == (1 if code == "0429" else 0)
     event = queued.events.last()
     assert (event.from_status, event.to_status, event.remote_status) == ("sending", status, code)
     assert queued.video_no == "" and emulator.videos == {}

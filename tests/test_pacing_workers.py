@@ -9,6 +9,7 @@ from django.utils import timezone
 from uploads.models import Video
 
 from .conftest import (
+    account_of,
     make_due,
     relay_tasks,
     run_worker,
@@ -56,7 +57,7 @@ def test_two_relay_workers_keep_one_teams_uploads_an_interval_apart(member, team
     assert len({v.video_no for v in videos}) == 4
 
 
-def test_a_0429_pushes_the_teams_next_slot_back_further_each_time(member, team, api_key, emulator, settings):
+def test_a_0429_pushes_the_accounts_next_slot_back_further_each_time(member, team, api_key, emulator, settings):
     settings.MEMPORTAL_UPLOAD_INTERVAL_SECONDS = 60
     video = store_video(member, team, api_key, "retro.mp4", SAMPLE)
     emulator.inject("upload", "code", times=2, code="0429")
@@ -65,20 +66,19 @@ def test_a_0429_pushes_the_teams_next_slot_back_further_each_time(member, team, 
     for level in (1, 2):
         before = timezone.now()
         run_worker("relay")
-        team.refresh_from_db()
+        account = account_of(team)
         video.refresh_from_db()
         assert video.status == "queued" and "code 0429" in video.last_error
-        assert team.upload_backoff_level == level
-        delays.append((team.next_upload_at - before).total_seconds())
-        # The video's retry waits at least for the team's slot.
+        assert account.upload_backoff_level == level
+        delays.append((account.next_upload_at - before).total_seconds())
+        # The video's retry waits at least for the account's slot.
         retry = relay_tasks().get()
-        assert retry.run_after >= team.next_upload_at
+        assert retry.run_after >= account.next_upload_at
         make_due("relay")
     assert delays[0] >= 60 * 2 and delays[1] >= 60 * 4 and delays[1] > delays[0], delays
 
     run_worker("relay")
     video.refresh_from_db()
-    team.refresh_from_db()
     assert video.status == "processing" and video.attempts == 3
-    assert team.upload_backoff_level == 0  # an accepted upload clears the backoff
+    assert account_of(team).upload_backoff_level == 0  # an accepted upload clears the backoff
     assert [u.code for u in emulator.uploads] == ["0429", "0429", "0000"]

@@ -18,9 +18,9 @@ from django.utils import timezone
 
 from uploads import actions, callbacks, lifecycle, removal, tasks
 from uploads.memories import UploadResult
-from uploads.models import CallbackRecord, Team, Video
+from uploads.models import CallbackRecord, MemoriesAccount, Video
 
-from .conftest import accept_relay, make_video, queued_video, run_worker, sample
+from .conftest import accept_relay, account_of, make_video, queued_video, run_worker, sample
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -64,7 +64,7 @@ def first_call_runs_first(monkeypatch, module, name, competing):
 
 
 def slot_of(team):
-    return Team.objects.values_list("next_upload_at", flat=True).get(pk=team.pk)
+    return account_of(team).next_upload_at
 
 
 # 5. An early callback decided `pending` from a stale read is never applied.
@@ -117,7 +117,7 @@ def test_a_slot_taken_for_a_video_claimed_elsewhere_is_given_back(member, team, 
         video.refresh_from_db()
         assert video.status == "processing" and len(emulator.uploads) == 1
         # The slot runs out while the second still waits (the stored time moves, as make_due does).
-        Team.objects.filter(pk=team.pk).update(next_upload_at=timezone.now() - timedelta(seconds=1))
+        MemoriesAccount.objects.update(next_upload_at=timezone.now() - timedelta(seconds=1))
         slot = slot_of(team)
     finally:
         go_on.set()
@@ -142,7 +142,7 @@ def test_pacing_follows_the_databases_clock_not_the_workers(member, team, api_ke
     taken = slot_of(team)
     assert taken > timezone.now() + timedelta(seconds=50)
     if skew < timedelta(0):  # the slot ran out a second ago, by the database's clock
-        Team.objects.filter(pk=team.pk).update(next_upload_at=timezone.now() - timedelta(seconds=1))
+        MemoriesAccount.objects.update(next_upload_at=timezone.now() - timedelta(seconds=1))
     second = make_video(member, team, name="second.mp4")
 
     real_now = timezone.now

@@ -20,7 +20,7 @@ from django.utils import timezone
 from . import pacing
 from .clock import database_time
 from .memories import CONFIG, KEY, REJECT
-from .models import ApiKey, CallbackRecord, RelayHold, Team, Video, VideoEvent, new_work_token, token_digest
+from .models import ApiKey, CallbackRecord, RelayHold, Video, VideoEvent, new_work_token, token_digest
 
 logger = logging.getLogger(__name__)
 S = Video.Status
@@ -68,19 +68,21 @@ def add_video(video, actor):
 # --- Relay --------------------------------------------------------------------------------
 
 def claim_slot_and_video(video, attempt, token, api_key):
-    """Take the team's slot and the video together: (claimed, when to try again if paced).
+    """Take the slot of the key's memories.ai account and the video together: (claimed, when to
+    try again if paced).
 
     One transaction, so another worker never sees the slot taken while this video still looks
     queued (it would count it as ahead of itself and wait one slot too long); and a slot taken
     for a video that another task claimed first is given back (rolled back with the claim).
     """
+    account_id = api_key.pacing_account_id()
     with transaction.atomic():
-        slot_free_at = pacing.claim_team_slot(video.team_id)
+        slot_free_at = pacing.claim_account_slot(account_id)
         claimed = slot_free_at is None and claim_for_relay(video.pk, attempt, token, api_key)
         if slot_free_at is None and not claimed:
             transaction.set_rollback(True)
     if slot_free_at is not None:
-        return False, pacing.turn_of(video, slot_free_at)
+        return False, pacing.turn_of(video, account_id, slot_free_at)
     return claimed, None
 
 
@@ -152,7 +154,8 @@ def accept_relay(video_id, result):
         video.check_token = new_work_token()
         video.next_check_at = timezone.now() + timedelta(seconds=settings.MEMPORTAL_STATUS_FIRST_CHECK_SECONDS)
         video.save()
-        Team.objects.filter(pk=video.team_id).update(upload_backoff_level=0)
+        if video.api_key_id:
+            pacing.clear_backoff(video.api_key.pacing_account_id())
         record(video, Source.RELAY, from_status, video.status,
                f"memories.ai accepted it as {result.video_no}", remote_status=result.status)
     return video, [], True
@@ -209,7 +212,9 @@ def fail_relay(video_id, claimed, error, api_key=None):
         else:
             run_after = timezone.now() + timedelta(seconds=backoff_seconds(video.attempts))
             if error.rate_limited:
-                run_after = max(run_after, pacing.push_back_team_slot(video.team_id))
+                sender = api_key or video.api_key
+                if sender is not None:
+                    run_after = max(run_after, pacing.push_back_account_slot(sender.pacing_account_id()))
             video.status = S.QUEUED
             video.next_attempt_at = run_after
             video.relay_token = new_work_token()

@@ -28,7 +28,7 @@ from hypothesis.stateful import RuleBasedStateMachine
 
 from tests.invariants import checks
 from uploads.management.commands.reconcile import reconcile
-from uploads.models import ApiKey, CallbackRecord, Membership, Team, Video, VideoEvent
+from uploads.models import ApiKey, CallbackRecord, MemoriesAccount, Membership, Team, Video, VideoEvent
 
 # Figures for docs/reliability.md, summed over a whole run (printed by the test at its end).
 STATS = {"examples": 0, "steps": 0, "faults": Counter(), "rules": Counter()}
@@ -70,6 +70,7 @@ def reset_world():
     if apps.is_installed("uploads") and "relayhold" in apps.all_models["uploads"]:
         apps.get_model("uploads", "RelayHold").objects.all().delete()
     Team.objects.all().delete()
+    MemoriesAccount.objects.all().delete()
     get_user_model().objects.all().delete()
     shutil.rmtree(Path(settings.MEDIA_ROOT) / "videos", ignore_errors=True)
 
@@ -81,7 +82,8 @@ def move_time(seconds):
     Video.objects.update(**shift("created_at", "status_changed_at", "heartbeat_at", "next_attempt_at",
                                  "next_check_at", "remote_uploaded_at", "last_checked_at", "deleted_at",
                                  "file_removed_at", "remote_deleted_at"))
-    Team.objects.update(**shift("next_upload_at", "created_at"))
+    Team.objects.update(**shift("created_at"))
+    MemoriesAccount.objects.update(**shift("next_upload_at", "created_at"))
     ApiKey.objects.update(**shift("failing_since", "last_used_at", "created_at"))
     VideoEvent.objects.update(**shift("created_at"))
     CallbackRecord.objects.update(**shift("received_at"))

@@ -50,14 +50,23 @@ class ApiKeyAdmin(TeamScopedAdmin):
     list_filter = ["is_active"]
     search_fields = ["label"]
     readonly_fields = ["masked_key", "created_by", "created_at", "last_used_at", "failing_since", "last_error"]
-    actions = ["test_keys", "reenable_keys", "deactivate_keys"]
+    actions = ["test_keys", "reenable_keys", "deactivate_keys", "share_account"]
 
     def get_fields(self, request, obj=None):
         fields = ["team", "label", "secret", "is_active"]
-        return fields + self.readonly_fields if obj else fields
+        if not obj:
+            return fields
+        # The account names other teams' keys: for superusers only.
+        return fields + self.readonly_fields + (["account"] if request.user.is_superuser else [])
 
     def get_readonly_fields(self, request, obj=None):
-        return ["team", *self.readonly_fields] if obj else []
+        return ["team", *self.readonly_fields, "account"] if obj else []
+
+    def get_actions(self, request, action_location=admin.ActionLocation.CHANGE_LIST):
+        found = super().get_actions(request, action_location)
+        if not request.user.is_superuser:
+            found.pop("share_account", None)
+        return found
 
     @admin.display(description="key")
     def masked_key(self, key):
@@ -108,6 +117,21 @@ class ApiKeyAdmin(TeamScopedAdmin):
             key.save()
             self.log_change(request, key, "Deactivated.")
         self.message_user(request, f"{queryset.count()} key(s) deactivated.")
+
+
+    @admin.action(description="Share one memories.ai account (these keys' uploads are paced together)")
+    def share_account(self, request, queryset):
+        if not request.user.is_superuser:
+            return
+        keys = list(queryset.order_by("pk"))
+        if len(keys) < 2:
+            self.message_user(request, "Select two or more keys of one memories.ai account.", messages.WARNING)
+            return
+        account_id = keys[0].pacing_account_id()
+        ApiKey.objects.filter(pk__in=[key.pk for key in keys]).update(account_id=account_id)
+        for key in keys:
+            self.log_change(request, key, f"Put in memories.ai account {account_id} (one upload pace).")
+        self.message_user(request, f"{len(keys)} keys now share one memories.ai account and one upload pace.")
 
 
 def save_and_resume(key, save):

@@ -1,9 +1,11 @@
-"""What only an operator (a superuser) sees in the admin: the hold on every team's relays."""
+"""What only an operator (a superuser) sees in the admin: the hold on every team's relays, and
+the memories.ai accounts whose keys share one upload pace."""
 
 from django.contrib import admin
+from django.utils import timezone
 
 from .. import actions, tasks
-from ..models import RelayHold
+from ..models import ApiKey, MemoriesAccount, RelayHold
 
 
 @admin.register(RelayHold)
@@ -27,3 +29,40 @@ class RelayHoldAdmin(admin.ModelAdmin):
             return
         resumed = tasks.perform(actions.clear_relay_hold, request.user)
         self.message_user(request, f"Relays resumed: {resumed} waiting video(s) queued again.")
+
+
+class AccountKeysInline(admin.TabularInline):
+    model = ApiKey
+    fields = ["label", "team", "masked", "is_active"]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    show_change_link = True
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(MemoriesAccount)
+class MemoriesAccountAdmin(admin.ModelAdmin):
+    """Superusers only: a memories.ai account and its keys, which share one upload slot (keys
+    with the same fingerprint join it when saved; "Share one memories.ai account" on the key
+    list puts different keys of one account together)."""
+
+    list_display = ["__str__", "key_count", "next_upload", "upload_backoff_level", "created_at"]
+    fields = ["name", "next_upload_at", "upload_backoff_level", "created_at"]
+    readonly_fields = ["next_upload_at", "upload_backoff_level", "created_at"]
+    inlines = [AccountKeysInline]
+
+    def has_add_permission(self, request):
+        return False
+
+    @admin.display(description="keys")
+    def key_count(self, account):
+        return account.api_keys.count()
+
+    @admin.display(description="next upload not before")
+    def next_upload(self, account):
+        if account.next_upload_at is None or account.next_upload_at <= timezone.now():
+            return "now"
+        return timezone.localtime(account.next_upload_at).strftime("%H:%M:%S")

@@ -25,13 +25,9 @@ class TeamAdmin(TeamScopedAdmin):
         return [MembershipInline] if request.user.is_superuser else []
 
     def get_readonly_fields(self, request, obj=None):
-        if request.user.is_superuser:
-            return ["next_upload_at", "upload_backoff_level"]
-        return ["slug", "created_at"]
+        return [] if request.user.is_superuser else ["slug", "created_at"]
 
     def get_fields(self, request, obj=None):
-        if request.user.is_superuser:
-            return ["name", "slug", "created_at", "next_upload_at", "upload_backoff_level"]
         return ["name", "slug", "created_at"]
 
     def get_prepopulated_fields(self, request, obj=None):

@@ -1,9 +1,11 @@
-"""Teams, their members, and the memories.ai keys they upload with."""
+"""Teams, their members, the memories.ai keys they upload with, and the memories.ai accounts
+those keys belong to (whose keys share one upload pace)."""
 
 from django.conf import settings
 from django.db import models, transaction
 from django.db.models import Q
 from django.utils import timezone
+from django.utils.crypto import salted_hmac
 
 from .. import crypto
 
@@ -31,11 +33,6 @@ class Team(models.Model):
     name = models.CharField(max_length=120, unique=True)
     slug = models.SlugField(max_length=60, unique=True)
     created_at = models.DateTimeField(default=timezone.now)
-    # Pacing: memories.ai accepts one upload per minute per account, so a team's next upload may
-    # not start before this time. Claimed with a conditional UPDATE, so many workers agree.
-    next_upload_at = models.DateTimeField(null=True, blank=True)
-    # Grows on each 0429 answer, back to 0 on an accepted upload.
-    upload_backoff_level = models.PositiveSmallIntegerField(default=0)
 
     objects = TeamQuerySet.as_manager()
 
@@ -47,7 +44,7 @@ class Team(models.Model):
 
     def usable_key(self):
         """The active key that is not marked failing, or None (Team.objects.with_usable_key())."""
-        return self.api_keys.filter(is_active=True, failing_since__isnull=True).first()
+        return self.api_keys.select_related("account").filter(is_active=True, failing_since__isnull=True).first()
 
 
 class Membership(models.Model):
@@ -68,6 +65,36 @@ class Membership(models.Model):
         return f"{self.user} in {self.team} ({self.get_role_display()})"
 
 
+class MemoriesAccount(models.Model):
+    """A memories.ai account. Its limits (one upload a minute) hold for all of its keys, so its
+    keys, whichever teams hold them, share one upload slot (uploads/pacing.py).
+
+    Keys are grouped by fingerprint when saved (the same key given to two teams), and a
+    superuser can put keys that are different but of one account together in the admin.
+    """
+
+    name = models.CharField(max_length=120, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    # Pacing: the account's next upload may not start before this time. Claimed with a
+    # conditional UPDATE on the database's clock, so any number of workers agree.
+    next_upload_at = models.DateTimeField(null=True, blank=True)
+    # Grows on each 0429 answer, back to 0 on an accepted upload.
+    upload_backoff_level = models.PositiveSmallIntegerField(default=0)
+
+    class Meta:
+        verbose_name = "memories.ai account"
+        ordering = ["name", "pk"]
+
+    def __str__(self):
+        return self.name or f"memories.ai account {self.pk}"
+
+
+def key_fingerprint(raw: str) -> str:
+    """An HMAC of a key under the portal's secret: two stored keys are compared by it (their
+    Fernet ciphertexts are randomised), and it tells nothing about the key."""
+    return salted_hmac("memportal.api-key-fingerprint", raw.strip(), algorithm="sha256").hexdigest()
+
+
 class ApiKey(models.Model):
     """A memories.ai API key. The secret is stored encrypted and never shown again in full."""
 
@@ -83,6 +110,11 @@ class ApiKey(models.Model):
     last_used_at = models.DateTimeField(null=True, blank=True)
     failing_since = models.DateTimeField(null=True, blank=True)
     last_error = models.CharField(max_length=500, blank=True)
+    # When memories.ai last answered a test of this key (on save, or "Test key"), whatever it said.
+    last_tested_at = models.DateTimeField(null=True, blank=True)
+    fingerprint = models.CharField(max_length=64, blank=True, editable=False, db_index=True)
+    account = models.ForeignKey(MemoriesAccount, null=True, blank=True, on_delete=models.PROTECT,
+                                related_name="api_keys", verbose_name="memories.ai account")
 
     class Meta:
         verbose_name = "API key"
@@ -107,6 +139,10 @@ class ApiKey(models.Model):
         raw = raw.strip()
         self.secret_encrypted = crypto.encrypt(raw)
         self.last4 = raw[-4:] if len(raw) >= self.SHOWN_FROM_LENGTH else ""
+        if self.fingerprint and self.fingerprint != key_fingerprint(raw):
+            # Another key: its account is found again when it is saved.
+            self._previous_account_id, self.account = self.account_id, None
+        self.fingerprint = key_fingerprint(raw)
 
     def reveal(self) -> str:
         """The raw key, for the Authorization header only. Never log or display it."""
@@ -126,11 +162,35 @@ class ApiKey(models.Model):
         # transaction. Making a key usable again resumes the team's queue: that is an action
         # (uploads/actions.py resume_team_queue), run by whoever did it (admin, command).
         with transaction.atomic():
+            if self.account_id is None:
+                self.account = self.account_for_fingerprint()
             if self.is_active:
                 ApiKey.objects.filter(team_id=self.team_id, is_active=True).exclude(pk=self.pk).update(
                     is_active=False
                 )
             super().save(*args, **kwargs)
+
+    def pacing_account_id(self):
+        """The id of the account whose upload slot this key uses (given one if it had none)."""
+        if self.account_id is None:
+            with transaction.atomic():
+                account = self.account_for_fingerprint()
+                ApiKey.objects.filter(pk=self.pk, account__isnull=True).update(account=account)
+            self.account_id = ApiKey.objects.values_list("account_id", flat=True).get(pk=self.pk)
+        return self.account_id
+
+    def account_for_fingerprint(self):
+        """The account of another key with this key's fingerprint (the same key, saved for
+        another team), or a new account of its own."""
+        same = (ApiKey.objects.filter(fingerprint=self.fingerprint, account__isnull=False)
+                .exclude(pk=self.pk).select_related("account").first() if self.fingerprint else None)
+        if same is not None:
+            return same.account
+        previous = getattr(self, "_previous_account_id", None)
+        if previous and not ApiKey.objects.filter(account_id=previous).exclude(pk=self.pk).exists():
+            return MemoriesAccount.objects.get(pk=previous)  # a new secret for the same key
+        team = f" ({self.team.name})" if self.team_id else ""
+        return MemoriesAccount.objects.create(name=f"account of key {self.masked}{team}")
 
     def mark_failing(self, reason: str):
         ApiKey.objects.filter(pk=self.pk).update(failing_since=timezone.now(), last_error=reason[:500])

@@ -153,11 +153,13 @@ class Video(models.Model):
         """For a queued video: when the relay will try it next, or why it waits."""
         if self.status != self.Status.QUEUED:
             return ""
-        if self.team.usable_key() is None:
+        key = self.team.usable_key()
+        if key is None:
             return "waiting for a working API key"
         if RelayHold.in_force() is not None:
             return "waiting: an operator is fixing the memories.ai settings"
-        times = [t for t in (self.next_attempt_at, self.team.next_upload_at) if t and t > timezone.now()]
+        slot = key.account.next_upload_at if key.account_id else None
+        times = [t for t in (self.next_attempt_at, slot) if t and t > timezone.now()]
         if not times:
             return "next attempt: now"
         return f"next attempt {timezone.localtime(max(times)):%H:%M:%S}"
