@@ -6,7 +6,12 @@ the files), later POSTs status callbacks, and plays the faults a test injects. T
 in-process (``MemoriesEmulator(keys).start()``); ``python -m memories_emulator`` runs it
 standalone (``make demo``, out-of-process tests and benchmarks). It needs no Django.
 
+It serves both of memories.ai's API families on one port: the older "v1.1" one
+(``/serve/api/video/...``) and the newer "v1" one (``/serve/api/v1/...``, with ``unique_id``
+namespaces and get_metadata); ``remote`` lists the paths and their constructor keywords.
+
 Modules: ``core`` (state and API), ``remote`` (paths, remote video, answer shapes),
+``store`` (the remote videos; list, get_metadata and delete),
 ``server`` (HTTP handler, and ``Backend``, the interface it uses), ``bodies`` (JSON and
 multipart readers, upload records), ``timeline`` (planned steps, callbacks), ``faults``
 (fault catalogue), ``__main__`` (command line).

@@ -1,12 +1,16 @@
 """The memories.ai emulator's state and API: what the fake memories.ai decides.
 
 Owns the remote side of the portal's one integration: it accepts uploads (streamed and
-hashed by ``bodies``, never held in memory), paces them per key, keeps the remote video
-list, moves videos UNPARSE -> PARSE on a ``timeline``, has status callbacks posted,
-answers list/delete calls, and plays the faults a test injects (catalogue in ``faults``;
-``clear_faults`` drops them and releases held requests). It writes upload times in ms, or in
-seconds (``upload_time_unit``). The API's paths and answer shapes are in ``remote``. The HTTP
-side (``server``) reaches it only through the public methods listed in ``server.Backend``.
+hashed by ``bodies``, never held in memory), paces them per key, moves videos UNPARSE ->
+PARSE on a ``timeline``, has status callbacks posted, has list/get_metadata/delete calls
+answered by the video ``store``, and plays the faults a test injects (catalogue in
+``faults``; ``clear_faults`` drops them and releases held requests). It serves both API
+families of memories.ai on one port, the older "v1.1" one and the newer "v1" one with its
+``unique_id`` namespaces (paths, keywords and shapes in ``remote``; what a call can see, and
+the not-found answer of get_metadata, in ``store``). Faults are injected per call ("upload",
+"list", "delete", "metadata"), whichever family the call came through. It writes upload times
+in ms, or in seconds (``upload_time_unit``). The HTTP side (``server``) reaches it only
+through the public methods listed in ``server.Backend``.
 Tests run it in-process on a loopback port; ``python -m memories_emulator`` runs it
 standalone. No production module imports it, and it must stay importable without Django.
 
@@ -26,10 +30,11 @@ from typing import Any, Callable, Iterable
 import memories_emulator.faults as faults
 from memories_emulator.bodies import JsonBody, MultipartBody, ReceivedUpload, envelope, key_tail
 from memories_emulator.remote import (
-    DELETE_PATH, LIST_PATH, MAX_DELETE, PATH_ALIASES, UPLOAD_PATH, UPLOAD_TIME_UNITS, RemoteVideo, listed,
+    PATHS, UPLOAD_TIME_UNITS, RemoteVideo, Route, lookalike, namespace, route_table,
     split_filename, upload_answer, upload_refusal,
 )
 from memories_emulator.server import EmulatorServer
+from memories_emulator.store import VideoStore
 from memories_emulator.timeline import CallbackPoster, Timeline
 
 __all__ = ["MemoriesEmulator", "ReceivedUpload", "RemoteVideo", "key_tail"]
@@ -45,8 +50,12 @@ class MemoriesEmulator:
     def __init__(self, keys: Iterable[str] = (), host: str = "127.0.0.1", port: int = 0, *,
                  upload_interval: float = 60.0, callback_delay: float = 1.0, parse_delay: float = 3.0,
                  send_callbacks: bool = True, clock: Callable[[], float] = time.time,
-                 upload_path: str = UPLOAD_PATH, list_path: str = LIST_PATH,
-                 delete_path: str = DELETE_PATH, control_api: bool = True,
+                 upload_path: str = PATHS["upload_path"][0], list_path: str = PATHS["list_path"][0],
+                 delete_path: str = PATHS["delete_path"][0],
+                 older_delete_path: str = PATHS["older_delete_path"][0],
+                 v1_upload_path: str = PATHS["v1_upload_path"][0],
+                 v1_list_path: str = PATHS["v1_list_path"][0],
+                 metadata_path: str = PATHS["metadata_path"][0], control_api: bool = True,
                  rng: random.Random | None = None, upload_time_unit: str = "ms") -> None:
         self.host, self.port = host, port
         self.upload_interval = upload_interval
@@ -56,13 +65,17 @@ class MemoriesEmulator:
         self.control_api = control_api
         self._clock = clock
         self._rng = rng or random.Random()
-        self._routes = {**PATH_ALIASES, upload_path: "upload", list_path: "list", delete_path: "delete"}
+        self._routes = route_table({
+            "upload_path": upload_path, "list_path": list_path, "older_delete_path": older_delete_path,
+            "v1_upload_path": v1_upload_path, "v1_list_path": v1_list_path, "metadata_path": metadata_path,
+            "delete_path": delete_path,
+        })
         self._keys = set(keys)
         self._lock = threading.RLock()
         self._upload_time_unit = "ms"
         self.set_upload_time_unit(upload_time_unit)
         self._uploads: list[ReceivedUpload] = []
-        self._videos: dict[str, RemoteVideo] = {}
+        self._videos = VideoStore()
         self._requests: list[dict[str, Any]] = []
         self._callbacks: list[dict[str, Any]] = []
         self._log_lines: list[str] = []
@@ -152,7 +165,7 @@ class MemoriesEmulator:
     def set_status(self, video_no: str, status: str, send_callback: bool = True) -> None:
         """Force a remote status now; the video's planned timeline is dropped."""
         with self._lock:
-            video = self._videos.get(video_no)
+            video = self._videos.get(video_no)  # in any account and namespace
             if video is None:
                 raise KeyError(f"unknown video {video_no}")
             video.status = status
@@ -185,7 +198,7 @@ class MemoriesEmulator:
     def videos(self) -> dict[str, RemoteVideo]:
         self._run_due()  # so a status read right after a fake clock moves is already current
         with self._lock:
-            return {no: dataclasses.replace(v) for no, v in self._videos.items()}
+            return self._videos.copies()
 
     @property
     def requests(self) -> list[dict[str, Any]]:
@@ -222,7 +235,7 @@ class MemoriesEmulator:
     def record_lock(self) -> threading.RLock:
         return self._lock
 
-    def endpoint_for(self, path: str) -> str | None:
+    def route_for(self, path: str) -> Route | None:
         return self._routes.get(path)
 
     def now(self) -> float:
@@ -253,34 +266,40 @@ class MemoriesEmulator:
             self._log_lines.append(line)
         logger.info(line)
 
-    def serve(self, endpoint: str, key: str, body: MultipartBody | JsonBody, started: float) -> dict:
+    def serve(self, route: Route, key: str, body: MultipartBody | JsonBody, started: float,
+              query: dict[str, str]) -> dict:
         """Answer an authorized request whose body has been read; `started` is when it began."""
         if isinstance(body, MultipartBody):
-            return self._accept_upload(key, body, started)
+            return self._accept_upload(key, body, started, route.family)
+        if route.endpoint == "metadata":  # a GET: its parameters are in the query
+            self._run_due()
+            with self._lock:
+                return self._videos.get_metadata(key, route.family, query, self._upload_time_unit)
         try:
             payload = body.payload()
         except ValueError:
             return envelope("0001", msg="body is not valid JSON")
-        if endpoint == "list":
-            return self._list_videos(key, payload)
-        return self._delete_videos(key, payload)
+        if route.endpoint == "list":
+            self._run_due()
+            with self._lock:
+                return self._videos.list_videos(key, route.family, payload, self._upload_time_unit)
+        with self._lock:
+            answer, deleted = self._videos.delete_videos(key, route.family, payload, query)
+            self._timeline.drop(deleted)
+        return answer
 
     def success_lookalike(self, endpoint: str) -> dict:
         """A success-shaped body for the "wrong_content_type" fault; it creates nothing."""
-        if endpoint == "upload":
-            return upload_answer(self._new_video_no(), "video", int(self._clock() * 1000),
-                                 self._upload_time_unit)
-        if endpoint == "list":
-            return envelope("0000", {"videos": [], "current_page": 1, "page_size": 20, "total_count": 0})
-        return envelope("0000")
+        return lookalike(endpoint, self._new_video_no(), int(self._clock() * 1000), self._upload_time_unit)
 
     # -- the API -------------------------------------------------------------
 
-    def _accept_upload(self, key: str, body: MultipartBody, started: float) -> dict:
+    def _accept_upload(self, key: str, body: MultipartBody, started: float, family: str) -> dict:
         refusal = upload_refusal(body)
         if refusal is not None:
             return refusal
         record = body.record
+        unique_id = namespace(family, record.fields.get("unique_id"))  # a form field: always a string
         name, _ = split_filename(record.filename or "")
         now = self._clock()
         with self._lock:
@@ -292,48 +311,12 @@ class MemoriesEmulator:
             video = RemoteVideo(video_no=self._new_video_no(), video_name=name, status="UNPARSE",
                                 size=record.size, create_time=int(now * 1000),
                                 callback=record.fields.get("callback") or None, key=key,
-                                client_id=f"{self._rng.getrandbits(128):032x}")
-            self._videos[video.video_no] = video
+                                client_id=f"{self._rng.getrandbits(128):032x}", unique_id=unique_id)
+            self._videos.add(video)
             record.video_no = video.video_no
             self._plan_timeline(video, now)
             unit = self._upload_time_unit
         return upload_answer(video.video_no, video.video_name, video.create_time, unit)
-
-    def _list_videos(self, key: str, payload: Any) -> dict:
-        payload = {} if payload is None else payload
-        if not isinstance(payload, dict):
-            return envelope("0001", msg="body must be a JSON object")
-        try:
-            page, size = int(payload.get("page") or 1), int(payload.get("size") or 20)
-        except (TypeError, ValueError):
-            return envelope("0001", msg="page and size must be numbers")
-        if page < 1 or size < 1:
-            return envelope("0001", msg="page and size start at 1")
-        video_no, status, name = payload.get("video_no"), payload.get("status"), payload.get("video_name")
-        self._run_due()
-        with self._lock:
-            found = [v for v in self._videos.values()
-                     if v.key == key and not v.deleted
-                     and (not video_no or v.video_no == video_no)
-                     and (not status or v.status == status)
-                     and (not name or str(name) in v.video_name)]
-            found.sort(key=lambda v: (v.create_time, v.video_no), reverse=True)
-            shown = [listed(v, self._upload_time_unit) for v in found[(page - 1) * size:page * size]]
-        return envelope("0000", {"videos": shown, "current_page": page, "page_size": size,
-                                 "total_count": len(found)})
-
-    def _delete_videos(self, key: str, payload: Any) -> dict:
-        if not isinstance(payload, list) or not all(isinstance(no, str) for no in payload):
-            return envelope("0001", msg="body must be a JSON array of video numbers")
-        if len(payload) > MAX_DELETE:
-            return envelope("0001", msg=f"at most {MAX_DELETE} videos per call")
-        with self._lock:
-            # Unknown numbers, and other accounts' videos, are skipped yet still "success".
-            mine = {no for no in payload if no in self._videos and self._videos[no].key == key}
-            for no in mine:
-                self._videos[no].deleted = True
-            self._timeline.drop(mine)
-        return envelope("0000")
 
     # -- timeline and callbacks --------------------------------------------
 
@@ -362,7 +345,9 @@ class MemoriesEmulator:
         sends = []
         with self._lock:
             for step in self._timeline.pop_due(now):
-                video = self._videos[step.video_no]
+                video = self._videos.get(step.video_no)
+                if video is None:  # (never: videos are marked deleted, not removed)
+                    continue
                 if step.status is not None:
                     video.status = step.status
                 if step.callback is not None and video.callback and self.send_callbacks:

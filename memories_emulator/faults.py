@@ -6,7 +6,9 @@ how each request fault plays out on one HTTP exchange: ``play`` before the reque
 is served, ``after_serving`` between serving it and writing the answer. Pure
 stdlib: no Django, no emulator state, and it imports no other module of the package.
 
-Request faults (upload, list, delete), with their params:
+Request faults are injected per call, whichever API family it came through: ``upload``,
+``list``, ``delete``, and ``metadata`` (get_metadata, a GET with no body: the faults that
+read part of a body read none). Their params:
 - ``code`` (``code``; ``msg``; ``acted``): HTTP 200 with that envelope code. By default
   the request changes nothing; with ``acted=True`` it is served first (the upload is
   stored, the delete done) and its 0000 answer is replaced by the code (a refusal the
@@ -73,6 +75,7 @@ FAULTS_BY_ENDPOINT = {
     "upload": REQUEST_FAULTS,
     "list": REQUEST_FAULTS,
     "delete": REQUEST_FAULTS,
+    "metadata": REQUEST_FAULTS,
     "callback": CALLBACK_FAULTS,
 }
 
@@ -88,8 +91,8 @@ class Fault:
     kind: str
     times: int  # uses left
     params: dict[str, Any]
-    # "hold_answer": the video number stored by the request held last (None for list and
-    # delete, or for an upload that was refused); set before its `event` is set.
+    # "hold_answer": the video number stored by the request held last (None for list, delete
+    # and metadata, or for an upload that was refused); set before its `event` is set.
     held_video_no: str | None = None
     # Set by FaultQueue.clear(): every wait of this fault ends at once.
     cleared: threading.Event = dataclasses.field(default_factory=threading.Event, repr=False)

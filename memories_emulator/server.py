@@ -1,8 +1,9 @@
 """How requests reach the memories.ai emulator.
 
-Owns the wire side: the threaded HTTP server and the per-request handler (routing, reading
-the body in chunks into a reader from ``bodies``, answering, hanging up on purpose, the
-control API under ``/_emulator/``). What the fake API decides lives behind ``Backend``, the
+Owns the wire side: the threaded HTTP server and the per-request handler (routing each path
+to the call it serves, a ``remote.Route``, and refusing another method than the call's;
+reading the body in chunks into a reader from ``bodies``; handing the query parameters on;
+answering, hanging up on purpose, the control API under ``/_emulator/``). What the fake API decides lives behind ``Backend``, the
 small public interface below, which ``core.MemoriesEmulator`` implements; this module never
 imports the core. Injected faults are acted out through the handler's read/answer/hang-up
 methods (``faults.Exchange``): by ``faults.play`` before a request is served, and by
@@ -25,12 +26,13 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Protocol
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 from memories_emulator.bodies import (
     JsonBody, MultipartBody, ReceivedUpload, envelope, key_tail, redacted_headers,
 )
 from memories_emulator.faults import Fault, after_serving, play
+from memories_emulator.remote import Route
 
 logger = logging.getLogger("memportal.emulator")
 
@@ -54,8 +56,8 @@ class Backend(Protocol):
     def record_lock(self) -> threading.RLock:
         """Guards the recorded requests and uploads; hold it to change one."""
 
-    def endpoint_for(self, path: str) -> str | None:
-        """"upload", "list", "delete", or None for a path the API does not serve."""
+    def route_for(self, path: str) -> Route | None:
+        """The call this path serves (its endpoint, family and method), or None for no call."""
 
     def now(self) -> float:
         """The emulator's clock (a fake one in some tests)."""
@@ -72,8 +74,12 @@ class Backend(Protocol):
                        code: str | None) -> None:
         """Write the code the client was given (None: no answer) into the records."""
 
-    def serve(self, endpoint: str, key: str, body: JsonBody | MultipartBody, started: float) -> dict[str, Any]:
-        """The API's answer to an authorized request whose body has been read."""
+    def serve(self, route: Route, key: str, body: JsonBody | MultipartBody, started: float,
+              query: dict[str, str]) -> dict[str, Any]:
+        """The API's answer to an authorized request whose body has been read.
+
+        `query`: the URL's query parameters, the first value of each.
+        """
 
     def success_lookalike(self, endpoint: str) -> dict[str, Any]:
         """A success-shaped answer that creates nothing ("wrong_content_type" fault)."""
@@ -138,13 +144,13 @@ class _Handler(BaseHTTPRequestHandler):
         self._upload: ReceivedUpload | None = None
         self._request: dict[str, Any] | None = None
         self._length = self._content_length()
-        path = urlsplit(self.path).path
-        if backend.control_api and path.startswith("/_emulator/"):
-            self._serve_control(path)  # not recorded: it is the test harness talking, not the portal
+        url = urlsplit(self.path)
+        if backend.control_api and url.path.startswith("/_emulator/"):
+            self._serve_control(url.path)  # not recorded: it is the test harness talking, not the portal
             return
-        endpoint = backend.endpoint_for(path)
+        route = backend.route_for(url.path)
         key = self.headers.get("Authorization")
-        if endpoint == "upload" and self.command == "POST":
+        if route is not None and route.endpoint == "upload" and self.command == route.method:
             self._upload = ReceivedUpload(started_at=self._wall, key_tail=key_tail(key),
                                           headers=redacted_headers(self.headers))
             self._sink = MultipartBody(self._upload, self.headers.get("Content-Type"), backend.record_lock)
@@ -152,22 +158,23 @@ class _Handler(BaseHTTPRequestHandler):
                          "key_tail": key_tail(key), "code": None}
         backend.record_request(self._request, self._upload)
         try:
-            if endpoint is None:
+            if route is None:
                 self._drain_and_answer(404, {"error": "not found"})
-            elif self.command != "POST":
+            elif self.command != route.method:
                 self._drain_and_answer(405, {"error": "method not allowed"})
             else:
-                self._serve_api(endpoint, key)
+                query = {name: values[0] for name, values in parse_qs(url.query, keep_blank_values=True).items()}
+                self._serve_api(route, key, query)
         finally:
             self._settle(None, "no answer (error)")
 
-    def _serve_api(self, endpoint: str, key: str | None) -> None:
+    def _serve_api(self, route: Route, key: str | None, query: dict[str, str]) -> None:
         backend = self.server.backend
         started = backend.now()
         if self._length is None:
             self.answer_json(envelope("0003", msg="a Content-Length is required"))
             return
-        self._fault = backend.take_fault(endpoint)
+        self._fault = backend.take_fault(route.endpoint)
         if self._fault is not None and play(self._fault, self):
             return
         # The key is judged on the headers alone, before the body is read. The body is still
@@ -183,7 +190,7 @@ class _Handler(BaseHTTPRequestHandler):
         if not authorized or key is None:  # (a None key is never authorized)
             served = envelope("0401")
         else:
-            served = backend.serve(endpoint, key, self._sink, started)
+            served = backend.serve(route, key, self._sink, started, query)
         answer = served if self._fault is None else after_serving(self._fault, self, served)
         if answer is None:
             self.hang_up()

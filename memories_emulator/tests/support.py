@@ -17,8 +17,12 @@ KEY = "sk-test-1"
 OTHER_KEY = "sk-test-other-2"
 REPO = Path(__file__).resolve().parent.parent.parent
 SAMPLE = REPO / "tests" / "data" / "sample-h264-aac.mp4"
-UPLOAD = "/serve/api/video/upload"
+UPLOAD = "/serve/api/video/upload"  # the older family ("v1.1")
 LIST = "/serve/api/video/list_videos"
+OLDER_DELETE = "/serve/api/video/delete_videos"
+V1_UPLOAD = "/serve/api/v1/upload"  # the newer family ("v1")
+V1_LIST = "/serve/api/v1/list_videos"
+METADATA = "/serve/api/v1/get_metadata"
 DELETE = "/serve/api/v1/delete_videos"
 
 
@@ -71,3 +75,16 @@ def upload(emu, key=KEY, filename="clip.mp4", content=b"\x00" * 1000, content_ty
 
 def api(emu, path, body, key=KEY, timeout=5):
     return requests.post(emu.base_url + path, headers={"Authorization": key}, json=body, timeout=timeout)
+
+
+def metadata(emu, video_no, unique_id=None, key=KEY, timeout=5):
+    """GET get_metadata; `unique_id` None leaves it out of the query."""
+    params = {"video_no": video_no, **({"unique_id": unique_id} if unique_id is not None else {})}
+    return requests.get(emu.base_url + METADATA, headers={"Authorization": key}, params=params, timeout=timeout)
+
+
+def delete(emu, video_nos, unique_id=None, path=DELETE, key=KEY, timeout=5):
+    """POST a bare JSON array of numbers; `unique_id` None leaves it out of the query."""
+    params = {"unique_id": unique_id} if unique_id is not None else {}
+    return requests.post(emu.base_url + path, headers={"Authorization": key, "Content-Type": "application/json"},
+                         data=json.dumps(video_nos), params=params, timeout=timeout)
