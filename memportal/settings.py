@@ -212,9 +212,20 @@ MEMPORTAL_MAX_UPLOAD_BYTES = envint("MEMPORTAL_MAX_UPLOAD_BYTES", 3 * 1000**3)
 
 # memories.ai
 MEMORIES_API_BASE_URL = envstr("MEMORIES_API_BASE_URL", "https://api.memories.ai").rstrip("/")
+# Which API family new uploads go through: "video" (/serve/api/video/..., the one the project was
+# specified from) or "v1" (/serve/api/v1/..., which adds a namespace per team). A video keeps the
+# family and namespace it was uploaded under; every path of both families is a setting.
+MEMORIES_API_FAMILY = envstr("MEMORIES_API_FAMILY", "video")
 MEMORIES_UPLOAD_PATH = envstr("MEMORIES_UPLOAD_PATH", "/serve/api/video/upload")
 MEMORIES_LIST_PATH = envstr("MEMORIES_LIST_PATH", "/serve/api/video/list_videos")
+# The older family's delete is not confirmed by memories.ai's docs: the v1 call by default.
 MEMORIES_DELETE_PATH = envstr("MEMORIES_DELETE_PATH", "/serve/api/v1/delete_videos")
+MEMORIES_V1_UPLOAD_PATH = envstr("MEMORIES_V1_UPLOAD_PATH", "/serve/api/v1/upload")
+MEMORIES_V1_LIST_PATH = envstr("MEMORIES_V1_LIST_PATH", "/serve/api/v1/list_videos")
+MEMORIES_V1_METADATA_PATH = envstr("MEMORIES_V1_METADATA_PATH", "/serve/api/v1/get_metadata")
+MEMORIES_V1_DELETE_PATH = envstr("MEMORIES_V1_DELETE_PATH", "/serve/api/v1/delete_videos")
+# With the v1 family each team's videos live in the namespace (unique_id) PREFIX + the team's id.
+MEMORIES_NAMESPACE_PREFIX = envstr("MEMORIES_NAMESPACE_PREFIX", "memportal-team-")
 MEMORIES_CONNECT_TIMEOUT = envint("MEMORIES_CONNECT_TIMEOUT", 10)
 MEMORIES_READ_TIMEOUT = envint("MEMORIES_READ_TIMEOUT", 120)
 

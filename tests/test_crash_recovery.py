@@ -158,7 +158,7 @@ def test_an_answer_that_comes_after_a_requeue_wins_and_no_second_copy_is_sent(me
     from uploads.memories import UploadResult
 
     video = store_video(member, team, api_key, "slow-answer.mp4", sample("sample-h264-aac.mp4").read_bytes())
-    assert lifecycle.claim_for_relay(video.pk, 0, video.relay_token, api_key)
+    assert lifecycle.claim_for_relay(video.pk, 0, video.relay_token, api_key, lifecycle.place_for_team(team.pk))
     assert reconcile(stale_after=0) == (1, 0)  # taken for dead while still waiting for the answer
     accept_relay(video, UploadResult("VI1", "slow-answer", "UNPARSE", None))
     video.refresh_from_db()

@@ -5,6 +5,7 @@ from django.core import checks
 from django.core.exceptions import ImproperlyConfigured
 
 from .crypto import fernet
+from .memories import FAMILIES
 
 
 @checks.register(checks.Tags.security)
@@ -21,7 +22,10 @@ def check_memories_settings(app_configs, **kwargs):
     errors = []
     if not settings.MEMORIES_API_BASE_URL.startswith(("http://", "https://")):
         errors.append(checks.Error("MEMORIES_API_BASE_URL must start with http:// or https://", id="memportal.E002"))
-    for name in ("MEMORIES_UPLOAD_PATH", "MEMORIES_LIST_PATH", "MEMORIES_DELETE_PATH"):
+    if settings.MEMORIES_API_FAMILY not in FAMILIES:
+        errors.append(checks.Error(f"MEMORIES_API_FAMILY must be one of {', '.join(FAMILIES)}", id="memportal.E006"))
+    for name in ("MEMORIES_UPLOAD_PATH", "MEMORIES_LIST_PATH", "MEMORIES_DELETE_PATH", "MEMORIES_V1_UPLOAD_PATH",
+                 "MEMORIES_V1_LIST_PATH", "MEMORIES_V1_METADATA_PATH", "MEMORIES_V1_DELETE_PATH"):
         if not getattr(settings, name).startswith("/"):
             errors.append(checks.Error(f"{name} must start with /", id="memportal.E003"))
     if settings.MEMPORTAL_PUBLIC_URL and not settings.MEMPORTAL_PUBLIC_URL.startswith(("http://", "https://")):

@@ -40,6 +40,8 @@ class DeleteRemoteVideos:
     video_nos: tuple[str, ...]
     attempt: int = 0
     run_after: datetime | None = None
+    family: str = ""  # the videos' place at memories.ai (uploads/memories.py Place)
+    namespace: str = ""
 
 
 Work = RelayVideo | CheckVideo | DeleteRemoteVideos

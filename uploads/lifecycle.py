@@ -19,7 +19,7 @@ from django.utils import timezone
 
 from . import pacing
 from .clock import database_time
-from .memories import CONFIG, KEY, REJECT
+from .memories import CONFIG, KEY, REJECT, current_place
 from .models import ApiKey, CallbackRecord, RelayHold, Video, VideoEvent, new_work_token, token_digest
 
 logger = logging.getLogger(__name__)
@@ -78,7 +78,8 @@ def claim_slot_and_video(video, attempt, token, api_key):
     account_id = api_key.pacing_account_id()
     with transaction.atomic():
         slot_free_at = pacing.claim_account_slot(account_id)
-        claimed = slot_free_at is None and claim_for_relay(video.pk, attempt, token, api_key)
+        claimed = slot_free_at is None and claim_for_relay(video.pk, attempt, token, api_key,
+                                                           place_for_team(video.team_id))
         if slot_free_at is None and not claimed:
             transaction.set_rollback(True)
     if slot_free_at is not None:
@@ -86,8 +87,15 @@ def claim_slot_and_video(video, attempt, token, api_key):
     return claimed, None
 
 
-def claim_for_relay(video_id, attempt, token, api_key):
-    """queued -> sending, only for the current relay token and attempt (two task rows, one send).
+def place_for_team(team_id):
+    """Where a team's next upload goes at memories.ai: the configured API family and, with v1,
+    the team's namespace, derived from its primary key (stable across renames and slug changes)."""
+    return current_place(f"{settings.MEMORIES_NAMESPACE_PREFIX}{team_id}")
+
+
+def claim_for_relay(video_id, attempt, token, api_key, place):
+    """queued -> sending, only for the current relay token and attempt (two task rows, one send),
+    to be sent to `place` (memories.Place), which the video keeps for every later call.
 
     The callback URL's digest is set here, from the token derived for this video, so the URL
     given to memories.ai with this send is the one the callback view will find.
@@ -98,7 +106,7 @@ def claim_for_relay(video_id, attempt, token, api_key):
             pk=video_id, status=S.QUEUED, attempts=attempt, attempts__lt=settings.MEMPORTAL_MAX_ATTEMPTS,
             relay_token=token, deleted_at__isnull=True,
         ).update(status=S.SENDING, attempts=attempt + 1, heartbeat_at=database_time(), next_attempt_at=None, api_key=api_key,
-                 callback_digest=digest)
+                 callback_digest=digest, api_family=place.family, namespace=place.namespace)
         if claimed:
             video = Video.objects.get(pk=video_id)
             record(video, Source.RELAY, S.QUEUED, S.SENDING, f"attempt {attempt + 1}: sending with key {api_key.masked}")

@@ -40,7 +40,7 @@ RATE_LIMITED = "0429"
 # The status words memories.ai reports for a video (upload answer, callbacks, list_videos);
 # uploads/lifecycle.py maps them to the portal's states.
 PARSED_WORDS = frozenset({"PARSE"})
-FAILED_WORDS = frozenset({"FAIL", "PARSE_ERROR"})
+FAILED_WORDS = frozenset({"FAIL", "FAILED", "PARSE_ERROR"})  # v1's lists say FAILED
 UNPARSED_WORDS = frozenset({"UNPARSE"})
 
 
@@ -65,6 +65,39 @@ class MemoriesError(Exception):
     def __str__(self):
         label = f"code {self.code}" if self.code else (f"HTTP {self.http_status}" if self.http_status else "")
         return f"{self.message} ({label})" if label else self.message
+
+
+OLDER, V1 = "video", "v1"  # the API families: /serve/api/video/... and /serve/api/v1/...
+FAMILIES = (OLDER, V1)
+
+
+@dataclass(frozen=True)
+class Place:
+    """Where a video lives at memories.ai: the API family it was uploaded through and, with v1,
+    its namespace (`unique_id`). Every later call about the video uses the same place."""
+
+    family: str = OLDER
+    namespace: str = ""
+
+    @classmethod
+    def of(cls, family: str, namespace: str) -> "Place":
+        return cls(family or OLDER, namespace or "")
+
+    def path(self, call: str) -> str:
+        """The configured path of `call` (upload, list, metadata, delete) in this family."""
+        if self.family == V1:
+            return getattr(settings, f"MEMORIES_V1_{call.upper()}_PATH")
+        return getattr(settings, f"MEMORIES_{call.upper()}_PATH")
+
+    def scoped(self) -> dict:
+        """The namespace as memories.ai's v1 calls take it (nothing for the older family)."""
+        return {"unique_id": self.namespace} if self.family == V1 and self.namespace else {}
+
+
+def current_place(namespace: str = "") -> Place:
+    """Where a new upload goes: the configured family, with `namespace` if it has them."""
+    family = settings.MEMORIES_API_FAMILY
+    return Place(family, namespace if family == V1 else "")
 
 
 @dataclass(frozen=True)
@@ -161,10 +194,15 @@ def _envelope(response: requests.Response) -> dict:
 
 
 def _post(path, api_key, **kwargs) -> requests.Response:
+    return _request("post", path, api_key, **kwargs)
+
+
+def _request(method, path, api_key, **kwargs) -> requests.Response:
     headers = kwargs.pop("headers", {})
     headers["Authorization"] = api_key
     try:
-        return requests.post(_url(path), headers=headers, timeout=_timeouts(), allow_redirects=False, **kwargs)
+        return requests.request(method, _url(path), headers=headers, timeout=_timeouts(), allow_redirects=False,
+                                **kwargs)
     except requests.Timeout:
         raise MemoriesError(RETRY, "memories.ai did not answer in time") from None
     except requests.ConnectionError:
@@ -234,13 +272,13 @@ class EncoderBlocks:
 
 
 def upload(api_key: str, fileobj, *, size: int, filename: str, content_type: str,
-           callback_url: str | None, on_progress=None) -> UploadResult:
+           callback_url: str | None, on_progress=None, place: Place = Place()) -> UploadResult:
     """Stream one file to memories.ai. A MultipartEncoder is single-use: one per attempt."""
-    fields = {"file": (filename, ProgressReader(fileobj, size, on_progress), content_type)}
+    fields = {**place.scoped(), "file": (filename, ProgressReader(fileobj, size, on_progress), content_type)}
     if callback_url:
         fields["callback"] = callback_url
     encoder = MultipartEncoder(fields=fields)
-    response = _post(settings.MEMORIES_UPLOAD_PATH, api_key, data=EncoderBlocks(encoder),
+    response = _post(place.path("upload"), api_key, data=EncoderBlocks(encoder),
                      headers={"Content-Type": encoder.content_type})
     data = _envelope(response)
     video_no = str(data.get("videoNo") or "")
@@ -254,9 +292,12 @@ def upload(api_key: str, fileobj, *, size: int, filename: str, content_type: str
     )
 
 
-def find_video(api_key: str, video_no: str) -> RemoteVideo | None:
-    """Ask list_videos about one video; None when memories.ai does not know it."""
-    response = _post(settings.MEMORIES_LIST_PATH, api_key, json={"page": 1, "size": 20, "video_no": video_no})
+def find_video(api_key: str, video_no: str, place: Place = Place()) -> RemoteVideo | None:
+    """Where one video stands, by its family's documented call (v1: get_metadata; the older
+    family: list_videos); None when memories.ai does not know it (in that namespace)."""
+    if place.family == V1:
+        return _metadata(api_key, video_no, place)
+    response = _post(place.path("list"), api_key, json={"page": 1, "size": 20, "video_no": video_no})
     data = _envelope(response)
     for item in data.get("videos") or []:
         if isinstance(item, dict) and str(item.get("video_no")) == video_no:
@@ -265,16 +306,32 @@ def find_video(api_key: str, video_no: str) -> RemoteVideo | None:
     return None
 
 
-def list_videos(api_key: str, page: int = 1, size: int = 1) -> dict:
-    """One page of list_videos; used to test that a key works."""
-    return _envelope(_post(settings.MEMORIES_LIST_PATH, api_key, json={"page": page, "size": size}))
+def _metadata(api_key: str, video_no: str, place: Place) -> RemoteVideo | None:
+    try:
+        data = _envelope(_request("get", place.path("metadata"), api_key,
+                                  params={"video_no": video_no, **place.scoped()}))
+    except MemoriesError as error:
+        if error.kind == REJECT:  # "video not found" (0001): not in this namespace
+            return None
+        raise
+    number = str(data.get("video_no") or data.get("videoNo") or "")
+    if number != video_no:
+        return None
+    return RemoteVideo(video_no=video_no, video_name=str(data.get("video_name") or data.get("videoName") or ""),
+                       status=str(data.get("status") or data.get("videoStatus") or ""))
 
 
-def delete_videos(api_key: str, video_nos: list[str]) -> None:
-    """Delete up to 100 videos; unknown numbers and 0409 count as done."""
+def list_videos(api_key: str, page: int = 1, size: int = 1, place: Place | None = None) -> dict:
+    """One page of list_videos (the configured family's); used to test that a key works."""
+    place = place or current_place()
+    return _envelope(_post(place.path("list"), api_key, json={"page": page, "size": size, **place.scoped()}))
+
+
+def delete_videos(api_key: str, video_nos: list[str], place: Place = Place()) -> None:
+    """Delete up to 100 videos (of one place); unknown numbers and 0409 count as done."""
     if len(video_nos) > 100:
         raise ValueError("memories.ai deletes at most 100 videos per call")
-    response = _post(settings.MEMORIES_DELETE_PATH, api_key, data=json.dumps(list(video_nos)),
+    response = _post(place.path("delete"), api_key, data=json.dumps(list(video_nos)), params=place.scoped(),
                      headers={"Content-Type": "application/json"})
     try:
         _envelope(response)

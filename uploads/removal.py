@@ -67,7 +67,7 @@ def delete_videos(video_ids, actor, source=Source.USER):
 
 def remote_deletions(videos, video_nos=None):
     """memories.ai deletions for these videos (their video_no, or the copies named in video_nos),
-    grouped by the key that can see each, 100 a call."""
+    grouped by the key that can see each and the place they live in, 100 a call."""
     by_key = defaultdict(list)
     for video in videos:
         numbers = video_nos if video_nos is not None else [video.video_no]
@@ -78,9 +78,10 @@ def remote_deletions(videos, video_nos=None):
             logger.warning("video %s (%s) cannot be deleted at memories.ai: its team has no key",
                            video.pk, ", ".join(numbers))
             continue
-        by_key[key.pk].extend(numbers)
-    return tuple(DeleteRemoteVideos(key_id, tuple(numbers[start:start + DELETE_BATCH]))
-                 for key_id, numbers in by_key.items() for start in range(0, len(numbers), DELETE_BATCH))
+        by_key[key.pk, video.place].extend(numbers)
+    return tuple(DeleteRemoteVideos(key_id, tuple(numbers[start:start + DELETE_BATCH]),
+                                    family=place.family, namespace=place.namespace)
+                 for (key_id, place), numbers in by_key.items() for start in range(0, len(numbers), DELETE_BATCH))
 
 
 def purge_uploads(now=None):

@@ -48,8 +48,9 @@ def enqueue(work):
                 _later(relay_video, run_after).enqueue(video_id, attempt, token)
             case CheckVideo(video_id=video_id, token=token, run_after=run_after):
                 _later(check_video, run_after).enqueue(video_id, token)
-            case DeleteRemoteVideos(key_id=key_id, video_nos=video_nos, attempt=attempt, run_after=run_after):
-                _later(delete_remote_videos, run_after).enqueue(key_id, list(video_nos), attempt)
+            case DeleteRemoteVideos(key_id=key_id, video_nos=video_nos, attempt=attempt, run_after=run_after,
+                                    family=family, namespace=namespace):
+                _later(delete_remote_videos, run_after).enqueue(key_id, list(video_nos), attempt, family, namespace)
             case _:
                 raise TypeError(f"not follow-up work: {item!r}")
 
@@ -132,12 +133,14 @@ def send(video, key):
             last_beat = time.monotonic()
             lifecycle.heartbeat(video.pk, claimed)
 
+    family, namespace = Video.objects.values_list("api_family", "namespace").get(pk=video.pk)  # the claim's
     try:
         raw_key = key.reveal()
         with video.file.open("rb") as fileobj:
             result = memories.upload(
                 raw_key, fileobj, size=video.size, filename=video.original_name,
                 content_type=video.content_type, callback_url=video.callback_url(), on_progress=on_progress,
+                place=memories.Place.of(family, namespace),
             )
     except memories.MemoriesError as error:
         logger.info("relay of video %s failed: %s", video.pk, error)
@@ -210,7 +213,7 @@ def check_video(video_id: str, token: str = ""):
         return "no key"
     Video.objects.filter(pk=video.pk).update(checks=video.checks + 1, last_checked_at=timezone.now())
     try:
-        remote = memories.find_video(key.reveal(), video.video_no)
+        remote = memories.find_video(key.reveal(), video.video_no, video.place)
     except (memories.MemoriesError, ApiKeyDecryptionError) as error:
         logger.info("status check of video %s failed: %s", video.pk, error)
         perform(actions.plan_next_check, video.pk, token)
@@ -223,20 +226,21 @@ def check_video(video_id: str, token: str = ""):
 
 
 @task(queue_name="default")
-def delete_remote_videos(key_id: int, video_nos: list[str], attempt: int):
-    """Ask memories.ai to delete up to 100 videos; unknown numbers count as deleted."""
+def delete_remote_videos(key_id: int, video_nos: list[str], attempt: int, family: str = "", namespace: str = ""):
+    """Ask memories.ai to delete up to 100 videos of one place; unknown numbers count as deleted.
+    (Rows enqueued before API families carry no place: the older family's.)"""
     key = ApiKey.objects.filter(pk=key_id).first()
     if key is None:
         logger.warning("cannot delete %d video(s) at memories.ai: their key was removed", len(video_nos))
         return "no key"
     try:
-        memories.delete_videos(key.reveal(), video_nos)
+        memories.delete_videos(key.reveal(), video_nos, memories.Place.of(family, namespace))
     except (memories.MemoriesError, ApiKeyDecryptionError) as error:
         if attempt + 1 >= settings.MEMPORTAL_MAX_ATTEMPTS or getattr(error, "kind", "") == memories.REJECT:
             logger.error("gave up deleting %d video(s) at memories.ai: %s", len(video_nos), error)
             return "gave up"
         run_after = timezone.now() + timedelta(seconds=lifecycle.backoff_seconds(attempt + 1))
-        enqueue([DeleteRemoteVideos(key_id, tuple(video_nos), attempt + 1, run_after)])
+        enqueue([DeleteRemoteVideos(key_id, tuple(video_nos), attempt + 1, run_after, family, namespace)])
         return "will retry"
     Video.objects.filter(video_no__in=video_nos, deleted_at__isnull=False).update(remote_deleted_at=timezone.now())
     return f"deleted {len(video_nos)}"

@@ -13,6 +13,7 @@ from django.utils import timezone
 from django.utils.crypto import salted_hmac
 
 from ..clock import database_time
+from ..memories import Place
 from .teams import ApiKey, Membership, Team
 
 
@@ -87,6 +88,10 @@ class Video(models.Model):
     status = models.CharField(max_length=12, choices=Status.choices, default=Status.QUEUED, db_index=True)
     remote_status = models.CharField(max_length=40, blank=True)
     video_no = models.CharField(max_length=100, blank=True, db_index=True)
+    # Where the copy lives at memories.ai (uploads/memories.py Place): the API family it was sent
+    # through ("" for videos sent before families: the older one) and its v1 namespace.
+    api_family = models.CharField(max_length=8, blank=True)
+    namespace = models.CharField(max_length=100, blank=True)
     video_name = models.CharField(max_length=255, blank=True)
     remote_uploaded_at = models.DateTimeField(null=True, blank=True)
     last_error = models.TextField(blank=True)
@@ -148,6 +153,11 @@ class Video(models.Model):
         from django.urls import reverse
 
         return reverse("memories-callback", args=[self.callback_token])
+
+    @property
+    def place(self):
+        """Where its copy lives at memories.ai: every call about it names the same place."""
+        return Place.of(self.api_family, self.namespace)
 
     def next_attempt(self):
         """For a queued video: when the relay will try it next, or why it waits."""
