@@ -142,6 +142,14 @@ def make_due(queue=None):
     MemoriesAccount.objects.update(next_upload_at=past)
 
 
+def give_key(team, raw, label="Key"):
+    """Another key for `team` (active: it replaces the team's key)."""
+    key = ApiKey(team=team, label=label)
+    key.set_secret(raw)
+    key.save()
+    return key
+
+
 def account_of(team):
     """The memories.ai account whose upload slot the team's active key uses."""
     key = team.api_keys.get(is_active=True)

@@ -3,9 +3,9 @@ the portal gives each memories.ai account one upload slot, whichever teams hold 
 
 import pytest
 
-from uploads.models import ApiKey, MemoriesAccount, key_fingerprint
+from uploads.models import MemoriesAccount, key_fingerprint
 
-from .conftest import OTHER_KEY, TEST_KEY, account_of, make_due, queued_video, run_worker
+from .conftest import OTHER_KEY, TEST_KEY, account_of, give_key, make_due, queued_video, run_worker
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -15,13 +15,6 @@ def paced(settings, emulator):
     settings.MEMPORTAL_UPLOAD_INTERVAL_SECONDS = 60
     emulator.upload_interval = 60  # memories.ai's own limit, per key
     return emulator
-
-
-def give_key(team, raw, label="Key"):
-    key = ApiKey(team=team, label=label)
-    key.set_secret(raw)
-    key.save()
-    return key
 
 
 def test_two_teams_given_the_same_key_share_one_pace(team, other_team, api_key, member, outsider, paced):
