@@ -1,6 +1,7 @@
 """Shared fixtures: people and teams, a memories.ai emulator on loopback, and real workers."""
 
 import os
+import struct
 import subprocess
 import sys
 import time
@@ -154,6 +155,11 @@ def account_of(team):
     """The memories.ai account whose upload slot the team's active key uses."""
     key = team.api_keys.get(is_active=True)
     return MemoriesAccount.objects.get(pk=key.pacing_account_id())
+
+
+def padded(mp4: bytes, payload: bytes) -> bytes:
+    """A longer valid MP4: `payload` in a "free" box (padding players and memories.ai skip)."""
+    return mp4 + struct.pack(">I4s", 8 + len(payload), b"free") + payload
 
 
 def sample(name):

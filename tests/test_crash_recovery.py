@@ -23,6 +23,7 @@ from uploads.management.commands.reconcile import reconcile
 from uploads.models import Video
 
 from .conftest import (
+    padded,
     accept_relay,
     relay_tasks,
     run_worker,
@@ -40,7 +41,7 @@ MiB = 1024 * 1024
 
 def test_a_relay_killed_mid_upload_is_requeued_and_sent_once_more(member, team, api_key, emulator):
     content = sample("sample-h264-aac.mp4").read_bytes()
-    content += os.urandom(3 * MiB - len(content))
+    content = padded(content, os.urandom(3 * MiB - len(content) - 8))
     video = store_video(member, team, api_key, "all-hands.mp4", content)
     stalled, release = threading.Event(), threading.Event()
     emulator.inject("upload", "stall_after", bytes=MiB, event=stalled, release=release, seconds=30)

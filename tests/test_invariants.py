@@ -15,6 +15,7 @@ CI_EXAMPLES x CI_STEPS; `dev` (the default) the same, random; `fuzz`
 import json
 import logging
 import os
+import struct
 import sys
 import threading
 import time
@@ -55,7 +56,8 @@ MAX_ATTEMPTS = 2
 MAX_VIDEOS = 4
 DRAIN_ROUNDS, DRAIN_ROUND_SECONDS = 12, 6 * 3600  # 72 simulated hours: past the status max age (48 h)
 SHIFTS = [20, 400, 5000, 3 * 86400, 8 * 86400]  # past: a first check, a stale heartbeat, any backoff, the status max age, retention
-CONTENT = sample("sample-h264-aac.mp4").read_bytes() + bytes(range(256)) * 900  # ~260 KiB
+# ~260 KiB, so a relay can be held mid-body: the sample and a "free" box (valid MP4 padding).
+CONTENT = sample("sample-h264-aac.mp4").read_bytes() + struct.pack(">I4s", 8 + 230400, b"free") + bytes(230400)
 STATUS_WORDS = ["UNPARSE", "PARSE", "FAIL", "PARSE_ERROR", "FAILED", "SOMETHING_NEW"]
 pick = st.integers(0, MAX_VIDEOS - 1)
 

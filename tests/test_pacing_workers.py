@@ -9,6 +9,7 @@ from django.utils import timezone
 from uploads.models import Video
 
 from .conftest import (
+    padded,
     account_of,
     make_due,
     relay_tasks,
@@ -27,7 +28,7 @@ SAMPLE = sample("sample-h264-aac.mp4").read_bytes()
 
 def test_two_relay_workers_keep_one_teams_uploads_an_interval_apart(member, team, api_key, emulator):
     emulator.upload_interval = 1.0  # memories.ai answers 0429 to uploads of one key closer than this
-    contents = {f"standup-{i}.mp4": SAMPLE + bytes([i]) * 1024 for i in range(4)}
+    contents = {f"standup-{i}.mp4": padded(SAMPLE, bytes([i]) * 1024) for i in range(4)}
     videos = [store_video(member, team, api_key, name, content) for name, content in contents.items()]
 
     env = {"MEMORIES_API_BASE_URL": emulator.base_url, "MEMPORTAL_UPLOAD_INTERVAL_SECONDS": 1}

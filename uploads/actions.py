@@ -53,6 +53,10 @@ def relay_failed(video_id, claimed, error, api_key=None):
     return Result(video, (_relay(video),))
 
 
+def media_refused(video_id, token, reason):
+    return Result(lifecycle.refuse_media(video_id, token, reason))
+
+
 def stored_file_gone(video_id, claimed, reason):
     return Result(lifecycle.stored_file_gone(video_id, claimed, reason))
 

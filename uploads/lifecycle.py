@@ -93,6 +93,30 @@ def place_for_team(team_id):
     return current_place(f"{settings.MEMORIES_NAMESPACE_PREFIX}{team_id}")
 
 
+def record_media(video_id, info):
+    """What the stored file holds (uploads/probe.py MediaInfo), for the page and for later."""
+    Video.objects.filter(pk=video_id).update(
+        media_checked_at=timezone.now(), duration_seconds=info.duration_seconds, video_codec=info.video_codec_name,
+        width=info.width or None, height=info.height or None, has_audio=info.has_audio)
+
+
+def refuse_media(video_id, token, reason):
+    """queued -> rejected before any slot is spent or byte sent: memories.ai would refuse the
+    file (`reason`, in the user's words). Only for the current relay token; the stored file is
+    kept as long as a rejected video's is (Retry probes it again)."""
+    with transaction.atomic():
+        video = locked(video_id)
+        if video.status != S.QUEUED or video.relay_token != token or video.deleted_at is not None:
+            return video
+        video.status = S.REJECTED
+        video.relay_token = ""
+        video.next_attempt_at = None
+        video.last_error = f"Not sent to memories.ai: {reason}."
+        video.save()
+        record(video, Source.RELAY, S.QUEUED, S.REJECTED, video.last_error)
+    return video
+
+
 def claim_for_relay(video_id, attempt, token, api_key, place):
     """queued -> sending, only for the current relay token and attempt (two task rows, one send),
     to be sent to `place` (memories.Place), which the video keeps for every later call.

@@ -19,7 +19,7 @@ from django.tasks import TaskResultStatus, task
 from django.utils import timezone
 from django_tasks_db.models import DBTaskResult
 
-from . import actions, lifecycle, memories, reports
+from . import actions, lifecycle, memories, probe, reports
 from .clock import database_time
 from .crypto import ApiKeyDecryptionError
 from .followups import CheckVideo, DeleteRemoteVideos, RelayVideo
@@ -102,6 +102,11 @@ def relay_video(video_id: str, attempt: int, token: str = ""):
     if RelayHold.in_force() is not None:
         # The video waits in `queued`; clearing the hold resumes every queue.
         return "held: memories.ai settings"
+    if video.media_checked_at is None:
+        refused = media_refusal(video)
+        if refused:
+            perform(actions.media_refused, video_id, token, refused)
+            return "refused before sending"
     claimed, retry_at = lifecycle.claim_slot_and_video(video, attempt, token, key)
     if retry_at is not None:
         perform(actions.relay_later, video_id, attempt, token, retry_at)
@@ -182,6 +187,28 @@ def record_acceptance(video, result, tries=3):
                              video.pk, result.video_no, attempt, tries)
             time.sleep(attempt)
     return None
+
+
+def media_refusal(video):
+    """Read what the stored file holds (uploads/probe.py, time-limited, in a child process) and
+    keep it; return why memories.ai would refuse it, or "" to send it. A file that is missing or
+    empty, or storage that fails, is left to the send, which tells the user or retries."""
+    if storage_problem(video):
+        return ""
+    try:
+        try:
+            info = probe.probe(video.file.path, settings.MEMPORTAL_PROBE_SECONDS)
+        except NotImplementedError:  # no local path (S3): the storage's file object, read as FFmpeg asks
+            with video.file.open("rb") as fileobj:
+                info = probe.probe(fileobj, settings.MEMPORTAL_PROBE_SECONDS)
+    except probe.ProbeError as error:
+        logger.info("video %s refused before sending: %s (%s)", video.pk, error, getattr(error, "detail", ""))
+        return str(error)
+    except STORAGE_ERRORS as error:
+        logger.warning("video %s could not be probed (%s); sending it unprobed", video.pk, type(error).__name__)
+        return ""
+    lifecycle.record_media(video.pk, info)
+    return probe.refusal(info) or ""
 
 
 def storage_problem(video):

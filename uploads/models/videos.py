@@ -96,6 +96,14 @@ class Video(models.Model):
     remote_uploaded_at = models.DateTimeField(null=True, blank=True)
     last_error = models.TextField(blank=True)
 
+    # What the stored file holds (uploads/probe.py), read by the relay worker before a slot is spent.
+    media_checked_at = models.DateTimeField(null=True, blank=True)
+    duration_seconds = models.FloatField(null=True, blank=True)
+    video_codec = models.CharField(max_length=40, blank=True)
+    width = models.PositiveIntegerField(null=True, blank=True)
+    height = models.PositiveIntegerField(null=True, blank=True)
+    has_audio = models.BooleanField(null=True, blank=True)
+
     attempts = models.PositiveIntegerField(default=0)
     next_attempt_at = models.DateTimeField(null=True, blank=True)
     heartbeat_at = models.DateTimeField(null=True, blank=True)
