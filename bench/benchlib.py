@@ -1,6 +1,6 @@
 """What the bench/ scripts share: the environment of a bench process and of the processes it
 starts, the bench's own PostgreSQL database, a team of videos waiting for callbacks, child
-processes, CPU time from /proc, the machine line and printing the figures.
+processes, CPU time from /proc, the machine line and the figures (gaps, spread, table, report).
 
 The scripts run as `.venv/bin/python bench/<name>.py`: this folder is first on sys.path, so
 `import benchlib` finds this file, and it puts the project root next (memportal, uploads,
@@ -14,6 +14,7 @@ import re
 import secrets
 import shlex
 import signal
+import statistics
 import subprocess
 import sys
 import time
@@ -172,6 +173,17 @@ def machine(*tools):
             answer = run([tool, "--version"], check=False)
             parts.append(" ".join((answer.stdout or answer.stderr).split()[:2]))  # "curl 7.88.1"
     return ", ".join(parts)
+
+
+def gaps(times):
+    """The differences between consecutive values of `times`, in order."""
+    times = sorted(times)
+    return [b - a for a, b in zip(times, times[1:])]
+
+
+def spread(values, stats=(min, statistics.mean, max), digits=3):
+    """`values` summed up by `stats` (by default "smallest / mean / largest"), as text; "-" if none."""
+    return " / ".join(f"{f(values):.{digits}f}" for f in stats) if values else "-"
 
 
 def table(header, rows):
