@@ -1,18 +1,27 @@
 """uploads/probe.py: what a video file holds, read with FFmpeg in a child process, and whether
-memories.ai accepts it. Real files throughout (tests/data/, and cut or remuxed copies made
-here with PyAV); no database, no clock patched."""
+memories.ai accepts it; and RangeReader, a remote file read by bounded ranges. Real files
+throughout (tests/data/, and cut or remuxed copies made here with PyAV), and a real S3 object
+on a local S3 server; no database, no clock patched."""
 
+import ast
 import dataclasses
+import importlib
 import io
 import multiprocessing
 import os
+import random
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
 
 import av
 import pytest
+from django.core.files.base import ContentFile
+from django.core.files.storage import storages
 
+from uploads import mediainfo
 from uploads import probe as probe_module
 from uploads.probe import (
     ACCEPTED_CODECS,
@@ -23,10 +32,13 @@ from uploads.probe import (
     MediaInfo,
     ProbeError,
     ProbeTimeout,
+    RangeReader,
     check_video,
     probe,
     refusal,
 )
+
+from .test_s3_storage import s3  # noqa: F401  (the fixture: moto_server and the project's S3 storage)
 
 DATA = Path(__file__).parent / "data"
 ACCEPTED_RULE = "memories.ai accepts H.264, H.265/HEVC and VP9"
@@ -223,12 +235,15 @@ def test_a_file_object_is_refused_like_a_path(tmp_path):
         assert str(refused(f)) == NOT_A_CONTAINER
 
 
-def test_only_what_ffmpeg_asks_for_is_read_of_a_file_object(tmp_path):
-    # 32 kB of video followed by 8 MB that no reader needs (a trailing free box).
-    big = tmp_path / "padded.mp4"
+def padded_h264() -> bytes:
+    """sample-h264-aac.mp4 (32 kB) followed by 8 MB that no reader needs (a trailing free box)."""
     padding = 8 * 1024 * 1024
-    big.write_bytes((DATA / "sample-h264-aac.mp4").read_bytes() + padding.to_bytes(4, "big") + b"free"
-                    + bytes(padding - 8))
+    return (DATA / "sample-h264-aac.mp4").read_bytes() + padding.to_bytes(4, "big") + b"free" + bytes(padding - 8)
+
+
+def test_only_what_ffmpeg_asks_for_is_read_of_a_file_object(tmp_path):
+    big = tmp_path / "padded.mp4"
+    big.write_bytes(padded_h264())
     f = CountingFile(big)
     try:
         assert probe(f).video_codec == "h264"
@@ -301,7 +316,161 @@ def test_a_probe_costs_tens_of_milliseconds():
     assert (time.monotonic() - started) / len(READABLE) < 1.0
 
 
-def test_probe_imports_no_django_and_no_other_uploads_module():
-    source = Path(probe_module.__file__).read_text()
-    imports = [line.strip() for line in source.splitlines() if line.strip().startswith(("import ", "from "))]
-    assert not [line for line in imports if "django" in line or "uploads" in line or line.startswith("from .")]
+class Served:
+    """A fetch(start, end) over bytes in memory, as an HTTP range read: counts what it serves."""
+
+    def __init__(self, data: bytes):
+        self.data = data
+        self.ranges: list[tuple[int, int]] = []
+
+    def __call__(self, start: int, end: int) -> bytes:
+        assert 0 <= start <= end < len(self.data), (start, end)  # a valid Range, inclusive
+        self.ranges.append((start, end))
+        return self.data[start : end + 1]
+
+    @property
+    def bytes_served(self) -> int:
+        return sum(end - start + 1 for start, end in self.ranges)
+
+
+def test_a_range_reader_reads_seeks_and_tells_like_the_bytes_it_stands_for():
+    data = random.Random(7).randbytes(1_000_003)
+    fetch = Served(data)
+    reader, same = RangeReader(fetch, len(data), block_size=64 * 1024, cache_blocks=3), io.BytesIO(data)
+    assert (reader.readable(), reader.seekable(), reader.writable(), reader.size) == (True, True, False, len(data))
+    moves = random.Random(8)
+    for _ in range(2_000):
+        whence = moves.choice([os.SEEK_SET, os.SEEK_CUR, os.SEEK_END])
+        offset = {os.SEEK_SET: moves.randrange(len(data) + 100), os.SEEK_CUR: moves.randrange(-1000, 5000),
+                  os.SEEK_END: moves.randrange(-len(data), 50)}[whence]
+        if same.seek(0, os.SEEK_CUR) + offset < 0 and whence == os.SEEK_CUR:
+            offset = 0
+        assert reader.seek(offset, whence) == same.seek(offset, whence)
+        size = moves.choice([1, 8, 16, 1024, 4095, 4096, 65536, 200_000])
+        assert reader.read(size) == same.read(size)
+        assert reader.tell() == same.tell()
+    reader.seek(999_000)
+    same.seek(999_000)
+    assert reader.read() == same.read() == data[999_000:]  # to the end
+    assert reader.read(10) == b"" and reader.tell() == len(data)
+    buffer = bytearray(5000)
+    reader.seek(10)
+    assert reader.readinto(buffer) == 5000 and bytes(buffer) == data[10:5010]
+    assert max(end - start + 1 for start, end in fetch.ranges) <= 64 * 1024  # every fetch bounded
+    assert (reader.fetches, reader.bytes_fetched) == (len(fetch.ranges), fetch.bytes_served)
+    with pytest.raises(ValueError):
+        reader.seek(-1)
+    reader.close()
+    with pytest.raises(ValueError):
+        reader.read(1)
+    assert RangeReader(Served(b""), 0).read() == b""
+
+
+def test_a_range_reader_reads_ahead_a_block_and_keeps_what_it_fetched():
+    data = bytes(range(256)) * 4096  # 1 MiB
+    fetch = Served(data)
+    reader = RangeReader(fetch, len(data))
+    assert reader.read(16) == data[:16]  # a box header: 4 KiB fetched
+    assert reader.read(65536) == data[16:65552]  # FFmpeg's read: the rest, a block of 256 KiB ahead
+    reader.seek(0)
+    assert reader.read(200_000) == data[:200_000]  # all of it cached
+    assert fetch.ranges == [(0, 4095), (4096, 4096 + 256 * 1024 - 1)]
+    reader.seek(len(data) - 10)
+    assert reader.read(100) == data[-10:]  # the last fetch stops at the end
+    assert fetch.ranges[-1] == (len(data) - 10, len(data) - 1)
+
+
+def test_a_range_reader_refuses_a_fetch_that_gives_other_bytes_than_asked():
+    with pytest.raises(OSError, match="gave 10 bytes, not 4096"):
+        RangeReader(lambda start, end: b"x" * 10, 1_000_000).read(1)
+    with pytest.raises(OSError, match="gave 1000000 bytes, not 4096"):  # a server that ignores Range
+        RangeReader(lambda start, end: bytes(1_000_000), 1_000_000).read(1)
+
+
+@pytest.mark.parametrize("name", sorted(SAMPLES))
+def test_a_probe_through_a_range_reader_finds_what_a_probe_of_the_path_does(name):
+    data = (DATA / name).read_bytes()
+    fetch = Served(data)
+    assert probe(RangeReader(fetch, len(data))) == probe(DATA / name)
+    assert len(fetch.ranges) <= 4
+
+
+def test_a_probe_through_a_range_reader_fetches_a_few_blocks_not_the_file():
+    data = padded_h264()
+    fetch = Served(data)
+    reader = RangeReader(fetch, len(data))
+    assert probe(reader) == probe(DATA / "sample-h264-aac.mp4")
+    assert reader.tell() == 0  # put back where it was
+    assert fetch.bytes_served < 1024 * 1024 < 8 * 1024 * 1024 < len(data)  # of 8 MB, under 1 MB
+    assert fetch.bytes_served < 300_000 and len(fetch.ranges) <= 4, fetch.ranges  # in fact 3: two 4 KiB peeks, a block
+    assert max(end - start + 1 for start, end in fetch.ranges) <= 256 * 1024
+
+
+def test_a_range_reader_whose_fetch_fails_makes_probe_raise_oserror_not_a_refusal():
+    def fetch(start, end):
+        raise RuntimeError("S3 unreachable")  # as botocore's ClientError, not an OSError
+
+    with pytest.raises(OSError, match="S3 unreachable") as caught:
+        probe(RangeReader(fetch, 10_000_000))
+    assert not isinstance(caught.value, ProbeError)
+
+
+def test_a_probe_of_an_s3_object_fetches_ranges_not_the_object(s3):  # noqa: F811
+    data = padded_h264()
+    storage = storages["default"]  # the project's S3 storage (django-storages), on moto_server
+    name = storage.save("videos/probe/padded.mp4", ContentFile(data, name="padded.mp4"))
+    stored = storage.open(name, "rb")  # an S3File: one HEAD request, nothing downloaded yet
+    obj = stored.obj  # its boto3 Object, under the storage's full key
+    served = []
+
+    def fetch(start, end):
+        body = obj.get(Range=f"bytes={start}-{end}", IfMatch=obj.e_tag)["Body"].read()
+        served.append(len(body))
+        return body
+
+    reader = RangeReader(fetch, obj.content_length)
+    assert probe(reader) == probe(DATA / "sample-h264-aac.mp4")
+    assert obj.content_length == len(data) and 0 < sum(served) < 1024 * 1024 and len(served) <= 4
+    stored.close()
+
+
+PROBE_PARTS = ["probe", "probe_child", "containers", "mediainfo"]
+
+
+@pytest.mark.parametrize("name", PROBE_PARTS)
+def test_probe_and_its_parts_import_no_django_and_no_other_uploads_module(name):
+    module = importlib.import_module(f"uploads.{name}")
+    imported = []
+    for node in ast.walk(ast.parse(Path(module.__file__).read_text())):
+        if isinstance(node, ast.Import):
+            imported += [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level:  # from . import x, from .x import y
+            imported += [f"uploads.{node.module}"] if node.module else [f"uploads.{a.name}" for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            imported.append(node.module)
+    assert not [m for m in imported if m.split(".")[0] == "django"]
+    ours = {m.split(".")[1] for m in imported if m.startswith("uploads.")}
+    assert ours <= set(PROBE_PARTS) - {name, "probe"}, ours  # the parts never import probe
+    assert not [m for m in imported if m == "uploads"]
+
+
+def test_callers_find_the_probe_s_names_in_uploads_probe():
+    # tasks.py: probe.probe, probe.ProbeError, probe.refusal; the page: MediaInfo.video_codec_name.
+    for name in ["probe", "check_video", "refusal", "codec_name", "ProbeError", "ProbeTimeout", "MediaInfo",
+                 "ACCEPTED_CODECS", "RangeReader", "DEFAULT_TIME_LIMIT"]:
+        assert name in probe_module.__all__ and hasattr(probe_module, name), name
+    assert probe_module.ProbeError is mediainfo.ProbeError  # one class, whichever module raises it
+    assert issubclass(probe_module.ProbeTimeout, probe_module.ProbeError)
+    assert probe_module.codec_name("hevc") == "H.265/HEVC"
+    assert probe_module.probe(DATA / "refused-mjpeg.avi").video_codec_name == "MJPEG"
+
+
+def test_probe_runs_as_a_script_from_anywhere(tmp_path):
+    environment = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    done = subprocess.run([sys.executable, probe_module.__file__, str(DATA / "sample-vp9-opus.mkv"),
+                           str(DATA / "truncated.mp4")], cwd=tmp_path, env=environment, capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert "video_codec='vp9'" in lines[0] and "-> accepted" in lines[0]
+    assert "ProbeError: the file is cut short" in lines[1]

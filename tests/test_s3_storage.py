@@ -71,6 +71,7 @@ def test_uploads_are_stored_in_s3_relayed_from_it_and_removed_on_delete(client, 
     run_worker("relay")
     video.refresh_from_db()
     assert video.status == "processing"
+    assert (video.video_codec, video.has_audio) == ("VP9", True)  # probed through range reads
     assert emulator.uploads[-1].sha256 == hashlib.sha256(content).hexdigest()
 
     delete_videos([video.pk], member)
