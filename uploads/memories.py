@@ -116,7 +116,8 @@ class RemoteVideo:
 
 
 def error_for_code(code: str, msg: str) -> MemoriesError:
-    said = f": “{msg}”" if msg else ""
+    known = KEY_CODES.get(code) or REJECT_CODES.get(code) or ""
+    said = f": “{msg}”" if msg and msg.casefold() not in known.casefold() else ""  # not "(x): “x”"
     if code in KEY_CODES:
         return MemoriesError(KEY, KEY_CODES[code] + said, code=code)
     if code in REJECT_CODES:

@@ -123,8 +123,11 @@ def create_video(*, team, owner, api_key, uploaded_file, title, sha256):
 def no_key_message(team):
     failing = team.api_keys.filter(is_active=True, failing_since__isnull=False).first()
     if failing:
-        return (f"Uploads for {team} are paused: memories.ai refused the team's API key "
-                f"({failing.last_error}). Ask your team admin to replace or re-enable the key.")
+        # last_error already says what happened (memories.ai's refusal and its code): say it once.
+        reason = failing.last_error.strip()
+        reason = reason if reason.endswith((".", "?", "!")) else f"{reason}."
+        return (f"Uploads for {team} are paused: {reason} Ask your team admin to check the team's key "
+                f"{failing.masked} in memories.ai's dashboard, then save the right key or re-enable it.")
     return f"{team} has no active memories.ai API key yet: ask your team admin to add one."
 
 

@@ -17,6 +17,13 @@ def failing_keys(context):
                                  team__in=Team.objects.administered_by(request.user)).select_related("team")
 
 
+@register.filter
+def sentence(text):
+    """A reason as one sentence: it ends with exactly one full stop (or its own ? or !)."""
+    text = str(text).strip()
+    return text if text.endswith((".", "?", "!")) else f"{text}."
+
+
 @register.simple_tag
 def relay_hold():
     """The hold on every team's relays, if one is in force (shown to every admin user)."""
