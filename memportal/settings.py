@@ -84,9 +84,12 @@ MIDDLEWARE = [
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
-    "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # Before anything parses a body (memportal/middleware.py): its size, then the sign-in
+    # requirement, and only then the CSRF check, which reads request.POST.
+    "memportal.middleware.RequestBodyLimitMiddleware",
     "django.contrib.auth.middleware.LoginRequiredMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django.middleware.csp.ContentSecurityPolicyMiddleware",
@@ -209,6 +212,10 @@ FILE_UPLOAD_TEMP_DIR.mkdir(parents=True, exist_ok=True)
 FILE_UPLOAD_PERMISSIONS = 0o640
 DATA_UPLOAD_MAX_NUMBER_FILES = 50  # per upload form; more answers templates/400.html
 MEMPORTAL_MAX_UPLOAD_BYTES = envint("MEMPORTAL_MAX_UPLOAD_BYTES", 3 * 1000**3)
+# One request of a signed-in user, all its files together (declared length, checked before the
+# body is read); an anonymous client's (the sign-in form, a callback) is far smaller.
+MEMPORTAL_MAX_REQUEST_BYTES = envint("MEMPORTAL_MAX_REQUEST_BYTES", MEMPORTAL_MAX_UPLOAD_BYTES + 1024**2)
+MEMPORTAL_ANONYMOUS_MAX_REQUEST_BYTES = envint("MEMPORTAL_ANONYMOUS_MAX_REQUEST_BYTES", 64 * 1024)
 
 # memories.ai
 MEMORIES_API_BASE_URL = envstr("MEMORIES_API_BASE_URL", "https://api.memories.ai").rstrip("/")

@@ -1,0 +1,47 @@
+"""Request bodies are judged before anything reads them.
+
+Django parses a POST body the first time `request.POST` or `request.FILES` is touched (the CSRF
+check touches it), and the upload handler streams each file to disk as it comes. So the size of a
+body is decided here, from its declared length, before any of that: an anonymous client may send
+a small form (sign-in) and no more, whatever URL it posts to; a signed-in user at most
+MEMPORTAL_MAX_REQUEST_BYTES in one request (a form of several files included). A body with no
+declared length is refused unless it is empty. Placed after AuthenticationMiddleware and before
+the sign-in requirement and the CSRF check, which therefore never make an anonymous body parsed.
+"""
+
+import logging
+
+from django.conf import settings
+from django.shortcuts import render
+
+logger = logging.getLogger(__name__)
+BODY_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
+
+
+def declared_length(request):
+    """The body's declared length in bytes, or None when it declares none (or nonsense)."""
+    raw = request.META.get("CONTENT_LENGTH") or ""
+    if not raw:
+        return None if request.META.get("HTTP_TRANSFER_ENCODING") else 0
+    try:
+        length = int(raw)
+    except ValueError:
+        return None
+    return length if length >= 0 else None
+
+
+class RequestBodyLimitMiddleware:
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        if request.method in BODY_METHODS:
+            limit = (settings.MEMPORTAL_MAX_REQUEST_BYTES if request.user.is_authenticated
+                     else settings.MEMPORTAL_ANONYMOUS_MAX_REQUEST_BYTES)
+            length = declared_length(request)
+            if length is None or length > limit:
+                logger.warning("request body refused before reading: %s bytes declared, limit %d (%s)",
+                               "no length" if length is None else length, limit,
+                               "signed in" if request.user.is_authenticated else "anonymous")
+                return render(request, "413.html", {"limit": limit}, status=413)
+        return self.get_response(request)
