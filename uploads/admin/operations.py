@@ -6,10 +6,11 @@ from django.utils import timezone
 
 from .. import actions, tasks
 from ..models import ApiKey, MemoriesAccount, RelayHold
+from .lookups import SafeLookupsAdmin
 
 
 @admin.register(RelayHold)
-class RelayHoldAdmin(admin.ModelAdmin):
+class RelayHoldAdmin(SafeLookupsAdmin):
     """Superusers only (team admins have no permission on it): the switch memories.ai's answers
     set when a setting looks wrong, and the action that clears it."""
 
@@ -44,7 +45,7 @@ class AccountKeysInline(admin.TabularInline):
 
 
 @admin.register(MemoriesAccount)
-class MemoriesAccountAdmin(admin.ModelAdmin):
+class MemoriesAccountAdmin(SafeLookupsAdmin):
     """Superusers only: a memories.ai account and its keys, which share one upload slot (keys
     with the same fingerprint join it when saved; "Share one memories.ai account" on the key
     list puts different keys of one account together)."""

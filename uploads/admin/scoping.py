@@ -5,9 +5,10 @@ from django.contrib import admin
 from django.contrib.auth import get_user_model
 
 from ..models import Team
+from .lookups import SafeLookupsAdmin
 
 
-class TeamScopedAdmin(admin.ModelAdmin):
+class TeamScopedAdmin(SafeLookupsAdmin):
     # The lookup from this model to its Team ("" for Team itself).
     team_path = "team"
 
