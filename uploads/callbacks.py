@@ -9,6 +9,7 @@ keeps what came of it. Malformed input is answered 4xx and logged, never 5xx.
 
 import json
 import logging
+import re
 
 from django.conf import settings
 from django.http import JsonResponse
@@ -20,6 +21,7 @@ from . import reports
 from .models import CallbackRecord, Video, token_digest
 
 logger = logging.getLogger(__name__)
+CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 # Headers worth keeping for the audit; the URL (which holds the token) is not among them.
 KEPT_HEADERS = ("Content-Type", "Content-Length", "User-Agent", "X-Forwarded-For", "X-Request-Id")
 
@@ -47,6 +49,8 @@ def parse_callback(body):
         data = json.loads(body)
     except (ValueError, UnicodeDecodeError):
         raise ValueError("the body is not JSON") from None
+    except RecursionError:
+        raise ValueError("the body is nested too deeply") from None
     if not isinstance(data, dict):
         raise ValueError("the body is not a JSON object")
     video_no, status = data.get("videoNo"), data.get("status")
@@ -54,6 +58,8 @@ def parse_callback(body):
         raise ValueError("videoNo is missing or not a string")
     if not isinstance(status, str) or not status.strip() or len(status) > 40:
         raise ValueError("status is missing or not a string")
+    if CONTROL.search(video_no) or CONTROL.search(status):
+        raise ValueError("videoNo or status holds control characters")
     return video_no.strip(), status.strip()
 
 
@@ -71,6 +77,9 @@ def memories_callback(request, token):
         logger.warning("callback for video %s refused: body over %d bytes", video.pk,
                        settings.MEMPORTAL_CALLBACK_MAX_BYTES)
         return answer(413, "body too large")
+    if b"\x00" in body:  # not stored: no database keeps a NUL in text, and nothing sends one
+        logger.warning("callback for video %s refused: the body holds a NUL byte", video.pk)
+        return answer(400, "the body holds a NUL byte")
     try:
         video_no, status = parse_callback(body)
         refusal = ""

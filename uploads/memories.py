@@ -204,6 +204,8 @@ def _request(method, path, api_key, **kwargs) -> requests.Response:
     try:
         return requests.request(method, _url(path), headers=headers, timeout=_timeouts(), allow_redirects=False,
                                 **kwargs)
+    except UnicodeEncodeError:  # a key stored before the admin refused such characters
+        raise MemoriesError(KEY, "the API key holds characters an HTTP header cannot carry") from None
     except requests.Timeout:
         raise MemoriesError(RETRY, "memories.ai did not answer in time") from None
     except requests.ConnectionError:

@@ -89,6 +89,13 @@ def upload(request):
     })
 
 
+def numbered_title(title, index):
+    """"Title (n)", the title shortened as needed to fit the field with its number."""
+    suffix = f" ({index})"
+    room = Video._meta.get_field("title").max_length - len(suffix)
+    return f"{title[:room].rstrip()}{suffix}"
+
+
 def store_files(request, team, key, files, title, refused):
     stored = []
     numbered = len(files) > 1 and title
@@ -100,7 +107,7 @@ def store_files(request, team, key, files, title, refused):
         uploaded.content_type = content_type_for(uploaded.name)
         video = create_video(
             team=team, owner=request.user, api_key=key, uploaded_file=uploaded,
-            title=f"{title} ({index})" if numbered else title, sha256=uploaded.sha256,
+            title=numbered_title(title, index) if numbered else title, sha256=uploaded.sha256,
         )
         stored.append(video)
     return stored

@@ -8,7 +8,7 @@ this, and tests/test_admin_scoping.py walks every registered ModelAdmin to prove
 """
 
 from . import keys, operations, teams, videos  # noqa: F401  (each registers its ModelAdmins)
-from .lookups import SafeLookupsAdmin, guard_other_apps_admins
+from .lookups import SafeLookupsAdmin, guard_autocomplete, guard_other_apps_admins
 from .scoping import TeamScopedAdmin
 
-__all__ = ["SafeLookupsAdmin", "TeamScopedAdmin"]
+__all__ = ["SafeLookupsAdmin", "TeamScopedAdmin", "guard_autocomplete", "guard_other_apps_admins"]

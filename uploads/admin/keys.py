@@ -119,6 +119,11 @@ class ApiKeyForm(forms.ModelForm):
             raise forms.ValidationError("Enter the API key.")
         if any(ch.isspace() for ch in secret):
             raise forms.ValidationError("An API key has no spaces in it.")
+        if not all(" " < ch < "\x7f" for ch in secret):
+            # It travels in an HTTP header, which carries only these; a pasted “smart” character
+            # would otherwise fail every call.
+            raise forms.ValidationError("An API key is made of plain letters, digits and punctuation "
+                                        "(no accents, quotes like “ ” or other special characters).")
         return secret
 
     def clean(self):

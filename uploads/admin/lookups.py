@@ -4,10 +4,15 @@ Django's admin accepts a lookup on any of a model's own fields from the query st
 (`?field__lookup=value`); a lookup it refuses answers 400. Refused here: any lookup that walks
 through a secret (a stored digest or ciphertext, a work token, a password: `?callback_digest__startswith=`
 would recover it a character at a time), any regex lookup (a crafted one pins a database worker),
-and date parts that are not plain numbers in range (they end in a 500 otherwise).
+and date parts that are not plain numbers in range (they end in a 500 otherwise). The autocomplete
+endpoint answers 403 for a field that is not a concrete one of its model (Django's own view
+answers a reverse relation such as `field_name=api_keys` with a 500).
 """
 
+from django.apps import apps
 from django.contrib import admin
+from django.contrib.admin.views.autocomplete import AutocompleteJsonView
+from django.core.exceptions import FieldDoesNotExist, PermissionDenied
 from django.db.models.constants import LOOKUP_SEP
 
 SECRET_FIELDS = frozenset({
@@ -48,3 +53,20 @@ def guard_other_apps_admins(site=admin.site):
             cls = type(model_admin)
             site.unregister(model)
             site.register(model, type(f"Safe{cls.__name__}", (SafeLookupsAdmin, cls), {}))
+
+
+class SafeAutocompleteJsonView(AutocompleteJsonView):
+    def process_request(self, request):
+        try:
+            model = apps.get_model(request.GET["app_label"], request.GET["model_name"])
+            field = model._meta.get_field(request.GET["field_name"])
+        except (KeyError, LookupError, FieldDoesNotExist, ValueError):
+            raise PermissionDenied from None
+        if not getattr(field, "concrete", False):
+            raise PermissionDenied
+        return super().process_request(request)
+
+
+def guard_autocomplete(site=admin.site):
+    """The site's autocomplete endpoint is SafeAutocompleteJsonView (set before its URLs are built)."""
+    site.autocomplete_view = lambda request: SafeAutocompleteJsonView.as_view(admin_site=site)(request)
