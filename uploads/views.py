@@ -37,6 +37,7 @@ def video_detail(request, video_id):
                               pk=video_id)
     return render(request, "uploads/video_detail.html", {
         "video": video, "events": video.events.select_related("actor"),
+        "can_act": Video.objects.actionable_by(request.user).filter(pk=video.pk).exists(),
     })
 
 
@@ -138,9 +139,17 @@ def no_key_message(team):
     return f"{team} has no active memories.ai API key yet: ask your team admin to add one."
 
 
+def read_only(request, video):
+    """The answer to acting on a video one may only see (a member removed from its team)."""
+    messages.error(request, f"You are no longer a member of {video.team}: “{video}” is shown read-only.")
+    return redirect("video-detail", video.pk)
+
+
 def act_on_video(request, video_id, action, done, refused):
-    """Run one action on a visible video and say how it went."""
-    video = get_object_or_404(Video.objects.visible_to(request.user), pk=video_id)
+    """Run one action on a video the user may act on, and say how it went."""
+    video = get_object_or_404(Video.objects.visible_to(request.user).select_related("team"), pk=video_id)
+    if not Video.objects.actionable_by(request.user).filter(pk=video.pk).exists():
+        return read_only(request, video)
     if tasks.perform(action, video.pk, request.user):
         messages.success(request, done.format(video=video))
     else:
@@ -170,6 +179,8 @@ def video_check_now(request, video_id):
 @never_cache
 def video_delete(request, video_id):
     video = get_object_or_404(Video.objects.visible_to(request.user).select_related("team"), pk=video_id)
+    if not Video.objects.actionable_by(request.user).filter(pk=video.pk).exists():
+        return read_only(request, video)
     if request.method != "POST":
         return render(request, "uploads/video_delete.html", {"video": video})
     tasks.enqueue(removal.delete_videos([video.pk], request.user).work)

@@ -31,6 +31,20 @@ class VideoQuerySet(models.QuerySet):
         return self.filter(status=Video.Status.SENDING).filter(
             Q(heartbeat_at__isnull=True) | Q(heartbeat_at__lte=database_time(-stale_after)))
 
+    def actionable_by(self, user):
+        """Videos this user may act on (retry, cancel, check now, delete): their own in a team
+        they still belong to, their teams' as its admin, any as a superuser. A member removed
+        from the team still sees their own videos (visible_to), read-only."""
+        if not user.is_authenticated or not user.is_active:
+            return self.none()
+        videos = self.alive()
+        if user.is_superuser:
+            return videos
+        return videos.filter(
+            Q(owner=user, team__memberships__user=user)
+            | Q(team__memberships__user=user, team__memberships__role=Membership.Role.ADMIN)
+        ).distinct()
+
     def visible_to(self, user):
         """A member sees their own videos, a team admin their teams', a superuser all."""
         if not user.is_authenticated or not user.is_active:
