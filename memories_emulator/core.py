@@ -15,7 +15,8 @@ Tests run it in-process on a loopback port; ``python -m memories_emulator`` runs
 standalone. No production module imports it, and it must stay importable without Django.
 
 Keys are secrets even here: only "…" + their last four characters ever reach logs,
-recorded headers or the control API.
+recorded headers or the control API; so are callback URLs, which the state page shows by
+their origin only.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import random
 import threading
 import time
 from typing import Any, Callable, Iterable
+from urllib.parse import urlsplit
 
 import memories_emulator.faults as faults
 from memories_emulator.bodies import JsonBody, MultipartBody, ReceivedUpload, envelope, key_tail
@@ -42,6 +44,15 @@ __all__ = ["MemoriesEmulator", "ReceivedUpload", "RemoteVideo", "key_tail"]
 logger = logging.getLogger("memportal.emulator")
 
 SCHEDULER_TICK = 0.02  # polled, not slept until due: the clock may be a fake that tests move
+
+
+def hide_url(url: str | None) -> str | None:
+    """A callback URL as the state page shows it: its origin only, since its path carries the
+    portal's per-video secret."""
+    if not url:
+        return url
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}/…"
 
 
 class MemoriesEmulator:
@@ -220,9 +231,13 @@ class MemoriesEmulator:
         videos = {}
         for no, video in self.videos.items():
             shown = {f.name: getattr(video, f.name) for f in dataclasses.fields(video) if f.name != "key"}
-            videos[no] = {**shown, "key_tail": key_tail(video.key)}
-        return {"uploads": [dataclasses.asdict(u) for u in self.uploads], "videos": videos,
-                "requests": self.requests, "callbacks_sent": self.callbacks_sent,
+            videos[no] = {**shown, "key_tail": key_tail(video.key), "callback": hide_url(video.callback)}
+        uploads = [dataclasses.asdict(u) for u in self.uploads]
+        for upload in uploads:
+            if "callback" in upload["fields"]:
+                upload["fields"]["callback"] = hide_url(upload["fields"]["callback"])
+        sent = [{**c, "url": hide_url(c.get("url"))} for c in self.callbacks_sent]
+        return {"uploads": uploads, "videos": videos, "requests": self.requests, "callbacks_sent": sent,
                 "pending_faults": self._faults.pending()}
 
     # -- what the HTTP side uses (server.Backend) ----------------------------

@@ -13,6 +13,9 @@ from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(os.environ.get("MEMPORTAL_VAR_DIR", BASE_DIR / "var"))
+# Every process of the portal loads these settings: what it creates under var/ (the SQLite file,
+# stored videos, temporary uploads, folders) is readable by its own group at most, never by others.
+os.umask(0o027)
 
 
 def load_local_env(path):
@@ -210,6 +213,7 @@ FILE_UPLOAD_HANDLERS = ["uploads.upload_handlers.VideoUploadHandler"]
 FILE_UPLOAD_TEMP_DIR = Path(os.environ.get("MEMPORTAL_UPLOAD_TEMP_DIR", VAR_DIR / "tmp"))
 FILE_UPLOAD_TEMP_DIR.mkdir(parents=True, exist_ok=True)
 FILE_UPLOAD_PERMISSIONS = 0o640
+FILE_UPLOAD_DIRECTORY_PERMISSIONS = 0o750
 DATA_UPLOAD_MAX_NUMBER_FILES = 50  # per upload form; more answers templates/400.html
 MEMPORTAL_MAX_UPLOAD_BYTES = envint("MEMPORTAL_MAX_UPLOAD_BYTES", 3 * 1000**3)
 # One request of a signed-in user, all its files together (declared length, checked before the

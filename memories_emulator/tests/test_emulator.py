@@ -255,7 +255,7 @@ def test_control_api_injects_faults_and_sets_status(emu, receiver):
                       json={"endpoint": "upload", "fault": "code", "code": "9009"})
     assert r.json() == {"ok": True}
     assert upload(emu).json()["code"] == "9009"
-    video_no = upload(emu, data={"callback": receiver.url}).json()["data"]["videoNo"]
+    video_no = upload(emu, data={"callback": receiver.url + "/callbacks/memories/s3cr3t-token/"}).json()["data"]["videoNo"]
 
     r = requests.post(emu.base_url + "/_emulator/status", timeout=5,
                       json={"video_no": video_no, "status": "PARSE_ERROR"})
@@ -264,6 +264,8 @@ def test_control_api_injects_faults_and_sets_status(emu, receiver):
     assert state["videos"][video_no]["status"] == "PARSE_ERROR"
     assert state["videos"][video_no]["key_tail"] == "…st-1" and "key" not in state["videos"][video_no]
     assert [u["code"] for u in state["uploads"]] == ["9009", "0000"]
+    assert "s3cr3t-token" not in json.dumps(state)  # a callback URL's path is the portal's secret
+    assert state["videos"][video_no]["callback"] == receiver.url + "/…"
     bad = requests.post(emu.base_url + "/_emulator/fault", timeout=5,
                         json={"endpoint": "upload", "fault": "nope"})
     assert bad.status_code == 400
