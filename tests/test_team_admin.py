@@ -75,10 +75,42 @@ def test_a_team_admin_adds_changes_and_removes_members(admin_client, team, djang
     assert LogEntry.objects.filter(user__username="ada").count() == 3
 
 
-def test_adding_an_unknown_user_says_so(admin_client, team):
+NEUTRAL = "This person cannot be added here. Check the username, or ask a superuser to add them."
+
+
+# Issue 10, finding 7: a team admin learns nothing of people outside their team, and cannot make
+# a superuser, or someone staff for another reason, a member or team admin of their team.
+def test_adding_an_unknown_user_says_the_same_as_adding_one_that_may_not_be_added(
+        admin_client, team, django_user_model):
+    django_user_model.objects.create_superuser("root2", password="x")
+    answers = set()
+    for username in ("nobody", "root2"):
+        response = admin_client.post("/admin/uploads/membership/add/", {
+            "username": username, "team": team.pk, "role": "admin"})
+        page = response.content.decode()
+        assert response.status_code == 200 and NEUTRAL in page
+        answers.add(page.count("errorlist"))
+    assert len(answers) == 1 and not Membership.objects.filter(user__username="root2").exists()
+
+
+def test_someone_staff_for_another_reason_is_added_by_a_superuser_only(admin_client, client, superuser, team,
+                                                                       django_user_model):
+    from django.contrib.auth.models import Group
+
+    auditor = django_user_model.objects.create_user("auditor", password="x", is_staff=True)
+    auditor.groups.add(Group.objects.create(name="Auditors"))
     response = admin_client.post("/admin/uploads/membership/add/", {
-        "username": "nobody", "team": team.pk, "role": "member"})
-    assert "There is no active user with this username." in response.content.decode()
+        "username": "auditor", "team": team.pk, "role": "member"})
+    assert NEUTRAL in response.content.decode() and not Membership.objects.filter(user=auditor).exists()
+    client.force_login(superuser)
+    response = client.post("/admin/uploads/membership/add/", {"username": "auditor", "team": team.pk, "role": "admin"})
+    assert response.status_code == 302 and Membership.objects.filter(user=auditor, role="admin").exists()
+
+
+def test_a_team_name_clash_does_not_name_the_other_team(admin_client, team, other_team):
+    response = admin_client.post(f"/admin/uploads/team/{team.pk}/change/", {"name": other_team.name})
+    page = response.content.decode()
+    assert "This name cannot be used: choose another." in page and "Team with this Name already exists" not in page
 
 
 def test_a_team_admin_cannot_touch_users_or_make_superusers(admin_client, member):

@@ -27,6 +27,18 @@ def team_admin_group():
     return group
 
 
+def privileged_otherwise(user):
+    """A superuser, or staff for a reason other than a team's admin role (other groups or
+    permissions, or staff with no team-admin role): only a superuser may bring them into a team."""
+    if user.is_superuser:
+        return True
+    if not user.is_staff:
+        return False
+    is_team_admin = Membership.objects.filter(user=user, role=Membership.Role.ADMIN).exists()
+    return (not is_team_admin or user.groups.exclude(name=TEAM_ADMIN_GROUP).exists()
+            or user.user_permissions.exists())
+
+
 def sync_team_admin_access(user_id):
     user = get_user_model().objects.filter(pk=user_id).first()
     if user is None:

@@ -5,6 +5,7 @@ from django.contrib import admin
 from django.contrib.auth import get_user_model
 
 from ..models import Membership, Team
+from ..permissions import privileged_otherwise
 from .scoping import TeamListFilter, TeamScopedAdmin
 
 
@@ -60,19 +61,31 @@ class MembershipForm(forms.ModelForm):
             self.fields["username"].initial = self.instance.user.get_username()
             self.fields["username"].disabled = True
 
+    # The same words whether nobody has that username or the person may not be added by a team
+    # admin (a superuser, someone staff for another reason): a team admin learns nothing of them.
+    NEUTRAL = "This person cannot be added here. Check the username, or ask a superuser to add them."
+    request_user = None  # set by MembershipAdmin.get_form
+
+    def acting_superuser(self):
+        return self.request_user is not None and self.request_user.is_superuser
+
     def clean_username(self):
         if self.instance.pk:
+            self.user = self.instance.user
             return self.instance.user.get_username()
         username = self.cleaned_data["username"].strip()
         user = get_user_model().objects.filter(username=username, is_active=True).first()
-        if user is None:
-            raise forms.ValidationError("There is no active user with this username.")
+        if user is None or (not self.acting_superuser() and privileged_otherwise(user)):
+            raise forms.ValidationError(self.NEUTRAL)
         self.user = user
         return username
 
     def clean(self):
         cleaned = super().clean()
         user = getattr(self, "user", None)
+        if (user and cleaned.get("role") == Membership.Role.ADMIN and not self.acting_superuser()
+                and privileged_otherwise(user)):
+            raise forms.ValidationError(self.NEUTRAL)
         if user and cleaned.get("team") and Membership.objects.filter(user=user, team=cleaned["team"]).exists():
             raise forms.ValidationError("This user is already a member of that team.")
         return cleaned
@@ -93,6 +106,11 @@ class MembershipAdmin(TeamScopedAdmin):
     def get_readonly_fields(self, request, obj=None):
         # Moving a membership to another team is a removal plus an addition: do those.
         return ["team"] if obj else []
+
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        form = super().get_form(request, obj, change=change, **kwargs)
+        form.request_user = request.user
+        return form
 
     def get_list_filter(self, request):
         return ["role", TeamListFilter] if request.user.is_superuser else ["role"]

@@ -30,7 +30,9 @@ class TeamQuerySet(models.QuerySet):
 
 
 class Team(models.Model):
-    name = models.CharField(max_length=120, unique=True)
+    # A clash says nothing of the other team (a team admin may rename their own team).
+    name = models.CharField(max_length=120, unique=True,
+                            error_messages={"unique": "This name cannot be used: choose another."})
     slug = models.SlugField(max_length=60, unique=True)
     created_at = models.DateTimeField(default=timezone.now)
 
