@@ -1,4 +1,4 @@
-"""Request bodies are judged before anything reads them.
+"""Request bodies are judged before anything reads them; and the Permissions-Policy header.
 
 Django parses a POST body the first time `request.POST` or `request.FILES` is touched (the CSRF
 check touches it), and the upload handler streams each file to disk as it comes. So the size of a
@@ -45,3 +45,20 @@ class RequestBodyLimitMiddleware:
                                "signed in" if request.user.is_authenticated else "anonymous")
                 return render(request, "413.html", {"limit": limit}, status=413)
         return self.get_response(request)
+
+
+# Browser features no page of the portal uses, switched off for every page and frame.
+PERMISSIONS_POLICY = ", ".join(f"{feature}=()" for feature in (
+    "accelerometer", "autoplay", "camera", "display-capture", "encrypted-media", "fullscreen", "geolocation",
+    "gyroscope", "magnetometer", "microphone", "midi", "payment", "picture-in-picture", "publickey-credentials-get",
+    "screen-wake-lock", "serial", "usb", "xr-spatial-tracking", "interest-cohort", "browsing-topics"))
+
+
+class PermissionsPolicyMiddleware:
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        response = self.get_response(request)
+        response.headers.setdefault("Permissions-Policy", PERMISSIONS_POLICY)
+        return response

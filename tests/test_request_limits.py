@@ -76,3 +76,11 @@ def test_a_body_without_a_declared_length_is_refused(client, member):
     status, _, read = post("/videos/upload/", 1024, cookie=session_cookie(client, member), declared="",
                            HTTP_TRANSFER_ENCODING="chunked")
     assert status == 413 and read == 0
+
+
+def test_every_page_switches_off_browser_features_it_does_not_use(client, member):
+    for path, signed_in in (("/accounts/login/", False), ("/videos/", True), ("/healthz", False)):
+        if signed_in:
+            client.force_login(member)
+        policy = client.get(path).headers.get("Permissions-Policy", "")
+        assert "camera=()" in policy and "microphone=()" in policy and "geolocation=()" in policy, path
