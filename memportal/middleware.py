@@ -18,6 +18,19 @@ logger = logging.getLogger(__name__)
 BODY_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
 
 
+def client_ip(request):
+    """The client's address, the one place that decides it (callback records, logs, and the
+    sign-in throttling and audit trail to come). Behind the proxy (DJANGO_BEHIND_PROXY) REMOTE_ADDR
+    is the proxy itself: the client is the last X-Forwarded-For entry, the one the proxy appended
+    (those before it are whatever the client claimed). Otherwise REMOTE_ADDR, and X-Forwarded-For
+    is ignored: anyone can send it."""
+    if settings.MEMPORTAL_BEHIND_PROXY:
+        forwarded = [part.strip() for part in request.META.get("HTTP_X_FORWARDED_FOR", "").split(",") if part.strip()]
+        if forwarded:
+            return forwarded[-1]
+    return request.META.get("REMOTE_ADDR") or None
+
+
 def declared_length(request):
     """The body's declared length in bytes, or None when it declares none (or nonsense)."""
     raw = request.META.get("CONTENT_LENGTH") or ""

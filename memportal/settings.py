@@ -264,7 +264,10 @@ SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
 SECURE_HSTS_SECONDS = envint("DJANGO_SECURE_HSTS_SECONDS", 0 if DEBUG else 31536000)
 SECURE_HSTS_INCLUDE_SUBDOMAINS = envbool("DJANGO_SECURE_HSTS_INCLUDE_SUBDOMAINS", not DEBUG)
 SECURE_HSTS_PRELOAD = envbool("DJANGO_SECURE_HSTS_PRELOAD", False)
-if envbool("DJANGO_BEHIND_PROXY", False):
+# Behind a TLS proxy (nginx): trust its X-Forwarded-Proto, and take the client's address from the
+# last X-Forwarded-For entry, the one the proxy added (memportal/middleware.py client_ip).
+MEMPORTAL_BEHIND_PROXY = envbool("DJANGO_BEHIND_PROXY", False)
+if MEMPORTAL_BEHIND_PROXY:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 X_FRAME_OPTIONS = "DENY"
 SECURE_CSP = {

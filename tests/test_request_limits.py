@@ -84,3 +84,16 @@ def test_every_page_switches_off_browser_features_it_does_not_use(client, member
             client.force_login(member)
         policy = client.get(path).headers.get("Permissions-Policy", "")
         assert "camera=()" in policy and "microphone=()" in policy and "geolocation=()" in policy, path
+
+
+@pytest.mark.parametrize(("behind_proxy", "expected"), [(True, "203.0.113.7"), (False, "10.0.0.2")])
+def test_a_callbacks_address_is_the_clients_as_the_proxy_saw_it(processing, settings, behind_proxy, expected):
+    from django.test import Client
+
+    from uploads.models import CallbackRecord
+
+    settings.MEMPORTAL_BEHIND_PROXY = behind_proxy
+    Client(REMOTE_ADDR="10.0.0.2").post(
+        processing.callback_path, data='{"videoNo": "%s", "status": "UNPARSE"}' % processing.video_no,
+        content_type="application/json", HTTP_X_FORWARDED_FOR="198.51.100.66, 203.0.113.7")
+    assert CallbackRecord.objects.get().remote_addr == expected  # never the address the client claimed

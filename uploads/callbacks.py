@@ -17,6 +17,8 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
+from memportal.middleware import client_ip
+
 from . import reports
 from .models import CallbackRecord, Video, token_digest
 
@@ -70,7 +72,7 @@ def memories_callback(request, token):
     video = (Video.objects.filter(callback_digest=token_digest(token))
              .only("pk", "video_no", "status", "remote_status", "deleted_at").first())
     if video is None:
-        logger.warning("callback for an unknown token from %s", request.META.get("REMOTE_ADDR"))
+        logger.warning("callback for an unknown token from %s", client_ip(request))
         return answer(404, "unknown callback address")
     body = read_limited_body(request)
     if body is None:
@@ -93,7 +95,7 @@ def memories_callback(request, token):
     # Stored as it arrived before anything is applied, malformed or not: one INSERT.
     cb = CallbackRecord.objects.create(
         video_id=video.pk,
-        remote_addr=request.META.get("REMOTE_ADDR") or None,
+        remote_addr=client_ip(request),
         headers={name: request.headers[name] for name in KEPT_HEADERS if name in request.headers},
         body=body.decode("utf-8", errors="replace"),
         video_no=video_no, remote_status=status,
