@@ -220,6 +220,10 @@ MEMPORTAL_MAX_UPLOAD_BYTES = envint("MEMPORTAL_MAX_UPLOAD_BYTES", 3 * 1000**3)
 # One request of a signed-in user, all its files together (declared length, checked before the
 # body is read); an anonymous client's (the sign-in form, a callback) is far smaller.
 MEMPORTAL_MAX_REQUEST_BYTES = envint("MEMPORTAL_MAX_REQUEST_BYTES", MEMPORTAL_MAX_UPLOAD_BYTES + 1024**2)
+# What one team's videos may keep on the portal's storage at once (0: no limit).
+MEMPORTAL_TEAM_STORAGE_BYTES = envint("MEMPORTAL_TEAM_STORAGE_BYTES", 0)
+# Callback records kept per video (the oldest go): the callback URL cannot fill the database.
+MEMPORTAL_CALLBACKS_KEPT_PER_VIDEO = envint("MEMPORTAL_CALLBACKS_KEPT_PER_VIDEO", 50)
 MEMPORTAL_ANONYMOUS_MAX_REQUEST_BYTES = envint("MEMPORTAL_ANONYMOUS_MAX_REQUEST_BYTES", 64 * 1024)
 
 # memories.ai

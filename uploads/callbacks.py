@@ -65,6 +65,19 @@ def parse_callback(body):
     return video_no.strip(), status.strip()
 
 
+def keep_newest_callbacks(video_id):
+    """At most MEMPORTAL_CALLBACKS_KEPT_PER_VIDEO records per video, the oldest settled ones going
+    first (a pending one waits for the relay's answer and stays): whoever holds a callback URL
+    cannot fill the database through it."""
+    kept = settings.MEMPORTAL_CALLBACKS_KEPT_PER_VIDEO
+    records = CallbackRecord.objects.filter(video_id=video_id)
+    excess = records.count() - kept
+    if excess > 0:
+        oldest = (records.exclude(outcome=CallbackRecord.Outcome.PENDING).order_by("received_at", "pk")
+                  .values_list("pk", flat=True)[:excess])
+        CallbackRecord.objects.filter(pk__in=list(oldest)).delete()
+
+
 @csrf_exempt
 @never_cache
 @require_POST
@@ -102,6 +115,7 @@ def memories_callback(request, token):
         outcome=CallbackRecord.Outcome.REFUSED if refusal else (settled or CallbackRecord.Outcome.PENDING),
         detail=refusal,
     )
+    keep_newest_callbacks(video.pk)
     if refusal:
         logger.warning("callback %s for video %s refused: %s", cb.pk, video.pk, refusal)
         return answer(400, refusal)

@@ -8,6 +8,7 @@ from django.contrib import messages
 from django.db import connection
 from django.http import Http404, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.template.defaultfilters import filesizeformat
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 
@@ -100,8 +101,13 @@ def numbered_title(title, index):
 def store_files(request, team, key, files, title, refused):
     stored = []
     numbered = len(files) > 1 and title
+    quota = settings.MEMPORTAL_TEAM_STORAGE_BYTES
+    used = team.stored_bytes() if quota else 0
     for index, uploaded in enumerate(files, start=1):
         reason = refusal_reason(uploaded)
+        if not reason and quota and used + uploaded.size > quota:
+            reason = (f"{team} may keep {filesizeformat(quota)} of videos on the portal and keeps "
+                      f"{filesizeformat(used)}: delete videos it no longer needs, or ask your team admin")
         if reason:
             refused.append((uploaded.name, reason))
             continue
@@ -111,6 +117,7 @@ def store_files(request, team, key, files, title, refused):
             title=numbered_title(title, index) if numbered else title, sha256=uploaded.sha256,
         )
         stored.append(video)
+        used += video.size
     return stored
 
 

@@ -44,6 +44,11 @@ class Team(models.Model):
     def __str__(self):
         return self.name
 
+    def stored_bytes(self):
+        """What the team's videos keep on the portal's storage now (deleted or purged files not)."""
+        return self.videos.filter(deleted_at__isnull=True).exclude(file="").aggregate(
+            total=models.Sum("size"))["total"] or 0
+
     def usable_key(self):
         """The active key that is not marked failing, or None (Team.objects.with_usable_key())."""
         return self.api_keys.select_related("account").filter(is_active=True, failing_since__isnull=True).first()
