@@ -144,3 +144,29 @@ def test_an_early_callback_for_another_number_is_refused_when_the_answer_comes(m
     video.refresh_from_db()
     assert video.status == "processing"
     assert CallbackRecord.objects.get().outcome == "refused"
+
+
+# Issue 10, finding 2: a leaked callback URL can be rotated by a team admin.
+def test_a_team_admin_rotates_a_leaked_callback_address(client, team_admin, processing):
+    from django_tasks_db.models import DBTaskResult
+
+    leaked = processing.callback_path
+    client.force_login(team_admin)
+    response = client.post("/admin/uploads/video/", {"action": "rotate_callbacks",
+                                                     "_selected_action": [processing.pk]}, follow=True)
+    assert "1 callback address(es) rotated" in response.content.decode()
+    assert post(leaked, {"videoNo": processing.video_no, "status": "PARSE"}).status_code == 404
+    processing.refresh_from_db()
+    assert processing.status == "processing" and processing.callback_path != leaked
+    assert post(processing, {"videoNo": processing.video_no, "status": "PARSE"}).status_code == 200
+    assert DBTaskResult.objects.filter(task_path="uploads.tasks.check_video").exists()  # checked at once
+    event = processing.events.filter(message__startswith="callback address rotated").get()
+    assert event.actor == team_admin
+
+
+def test_the_page_says_status_checks_bring_a_rotated_videos_status(client, member, processing):
+    from uploads import actions, tasks
+
+    tasks.perform(actions.rotate_callback, processing.pk, member)
+    client.force_login(member)
+    assert "status checks bring its status" in client.get(f"/videos/{processing.pk}/").content.decode()

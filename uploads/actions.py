@@ -111,6 +111,13 @@ def check_now(video_id, actor=None, source=None):
     return Result(True, (CheckVideo(str(video_id), token),))
 
 
+def rotate_callback(video_id, actor, source=Source.ADMIN):
+    """A new callback address; a processing video is checked at once (memories.ai's callbacks
+    to the old address no longer count)."""
+    video = lifecycle.rotate_callback(video_id, actor, source)
+    return Result(video, check_now(video_id).work if video.status == Video.Status.PROCESSING else ())
+
+
 def retry(video_id, actor, source=Source.USER):
     """Send a failed or rejected video again; the copy memories.ai could not process is deleted there."""
     old = lifecycle.retry(video_id, actor, source)

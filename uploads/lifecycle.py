@@ -124,7 +124,8 @@ def claim_for_relay(video_id, attempt, token, api_key, place):
     The callback URL's digest is set here, from the token derived for this video, so the URL
     given to memories.ai with this send is the one the callback view will find.
     """
-    digest = token_digest(Video(pk=video_id).callback_token)
+    generation = Video.objects.values_list("callback_generation", flat=True).get(pk=video_id)
+    digest = token_digest(Video(pk=video_id, callback_generation=generation).callback_token)
     with transaction.atomic():
         claimed = Video.objects.filter(
             pk=video_id, status=S.QUEUED, attempts=attempt, attempts__lt=settings.MEMPORTAL_MAX_ATTEMPTS,
@@ -370,6 +371,21 @@ def cancel(video_id, actor, source=Source.USER):
         video.save()
         record(video, source, S.QUEUED, S.CANCELLED, "cancelled", actor=actor)
     return True
+
+
+def rotate_callback(video_id, actor, source=Source.ADMIN):
+    """A leaked callback address stops working: the video gets a new token (a new generation of
+    the HMAC). memories.ai keeps the address it was given with the upload, so from now on status
+    checks bring this video's status. Returns the video."""
+    with transaction.atomic():
+        video = locked(video_id)
+        video.callback_generation += 1
+        video.callback_digest = token_digest(video.callback_token)
+        video.save(update_fields=["callback_generation", "callback_digest", "updated_at"])
+        record(video, source, video.status, video.status,
+               "callback address rotated: the old one no longer works; memories.ai keeps the address it "
+               "was given, so status checks bring this video's status", actor=actor)
+    return video
 
 
 def key_for(video) -> ApiKey | None:

@@ -31,8 +31,8 @@ class VideoAdmin(ManageVideosMixin, ReadOnlyAdmin):
     search_fields = ["title", "original_name", "video_no"]
     date_hierarchy = "created_at"
     inlines = [VideoEventInline]
-    exclude = ["callback_digest", "relay_token", "check_token"]
-    actions = ["retry_videos", "cancel_videos", "delete_videos"]
+    exclude = ["callback_digest", "callback_generation", "relay_token", "check_token"]
+    actions = ["retry_videos", "cancel_videos", "delete_videos", "rotate_callbacks"]
 
     def has_delete_permission(self, request, obj=None):
         return False  # videos are soft-deleted by the "Delete" action, never removed from the database
@@ -55,6 +55,15 @@ class VideoAdmin(ManageVideosMixin, ReadOnlyAdmin):
         tasks.enqueue(result.work)
         deleted = result.value
         self.message_user(request, f"{len(deleted)} video(s) deleted; memories.ai is asked to delete its copies.")
+
+    @admin.action(description="Rotate the callback address (it leaked)", permissions=["manage"])
+    def rotate_callbacks(self, request, queryset):
+        pks = list(queryset.values_list("pk", flat=True))
+        for pk in pks:
+            tasks.perform(actions.rotate_callback, pk, request.user, Source.ADMIN)
+        self.message_user(request, f"{len(pks)} callback address(es) rotated: the old ones no longer work. "
+                                   "memories.ai keeps the address it was given, so status checks bring these "
+                                   "videos' status from now on.")
 
     def get_queryset(self, request):
         return super().get_queryset(request).filter(deleted_at__isnull=True).select_related("team", "owner")

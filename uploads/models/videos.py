@@ -135,6 +135,8 @@ class Video(models.Model):
     # secret key; only its SHA-256 is stored and looked up, so neither the database nor the
     # admin holds a usable token.
     callback_digest = models.CharField(max_length=64, unique=True, editable=False)
+    # Raised when a team admin rotates a leaked callback address: the token derives from it too.
+    callback_generation = models.PositiveSmallIntegerField(default=0, editable=False)
 
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -160,7 +162,8 @@ class Video(models.Model):
     @property
     def callback_token(self):
         """The secret in this video's callback URL (never stored: derived when it is needed)."""
-        return salted_hmac("memportal.callback-token", str(self.pk), algorithm="sha256").hexdigest()[:43]
+        value = str(self.pk) if not self.callback_generation else f"{self.pk}:{self.callback_generation}"
+        return salted_hmac("memportal.callback-token", value, algorithm="sha256").hexdigest()[:43]
 
     @property
     def display_name(self):
