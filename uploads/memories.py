@@ -25,7 +25,7 @@ KEY = "key"  # the key or the account is at fault, not the video
 CONFIG = "config"  # a setting (base URL, a path) or a proxy in between is wrong: every team would hit it
 
 KEY_CODES = {
-    "0401": "memories.ai refused the team's API key (authorization invalid)",
+    "0401": "memories.ai refused the API key (authorization invalid)",
     "0403": "memories.ai says the developer account of this key is disabled",
     "9009": "memories.ai denied permission to this API key",
     "0402": "the memories.ai account of this key has run out of credits",
@@ -164,7 +164,7 @@ def classify_http(status: int, path: str) -> MemoriesError | None:
                                      "MEMORIES_API_BASE_URL, the MEMORIES_*_PATH settings and any proxy in between",
                              http_status=status)
     if status in (401, 403):
-        return MemoriesError(KEY, "memories.ai refused the team's API key", http_status=status)
+        return MemoriesError(KEY, "memories.ai refused the API key", http_status=status)
     if status in REFUSED_STATUSES:
         return MemoriesError(REJECT, "memories.ai refused this request", http_status=status)
     if status >= 400:
