@@ -89,6 +89,7 @@ MIDDLEWARE = [
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "memportal.sessions.SessionLifetimeMiddleware",
     # Before anything parses a body (memportal/middleware.py): its size, then the sign-in
     # requirement, and only then the CSRF check, which reads request.POST.
     "memportal.middleware.RequestBodyLimitMiddleware",
@@ -263,6 +264,12 @@ MEMPORTAL_FERNET_KEYS = envlist("MEMPORTAL_FERNET_KEYS")
 SESSION_COOKIE_SECURE = envbool("DJANGO_SECURE_COOKIES", not DEBUG)
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
 SESSION_COOKIE_HTTPONLY = True
+# memportal/sessions.py: idle and absolute lifetimes, and how fresh a password must be for the
+# steps that ask for it again (adding or changing an API key).
+MEMPORTAL_SESSION_IDLE_SECONDS = envint("MEMPORTAL_SESSION_IDLE_SECONDS", 3600)
+MEMPORTAL_SESSION_MAX_SECONDS = envint("MEMPORTAL_SESSION_MAX_SECONDS", 12 * 3600)
+MEMPORTAL_REAUTH_SECONDS = envint("MEMPORTAL_REAUTH_SECONDS", 300)
+SESSION_COOKIE_AGE = MEMPORTAL_SESSION_MAX_SECONDS
 SECURE_SSL_REDIRECT = envbool("DJANGO_SECURE_SSL_REDIRECT", not DEBUG)
 SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
 SECURE_HSTS_SECONDS = envint("DJANGO_SECURE_HSTS_SECONDS", 0 if DEBUG else 31536000)

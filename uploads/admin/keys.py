@@ -8,16 +8,22 @@ and a key memories.ai refuses never replaces a working one.
 """
 
 import logging
+import time
 from dataclasses import dataclass
 
 from django import forms
 from django.contrib import admin, messages
 from django.db.models import Value
 from django.db.models.functions import Coalesce
+from django.shortcuts import redirect, render
+from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.decorators import method_decorator
 from django.utils.html import format_html
+from django.utils.http import url_has_allowed_host_and_scheme, urlencode
 from django.views.decorators.debug import sensitive_post_parameters
+
+from memportal.sessions import CONFIRMED_AT, recently_confirmed
 
 from .. import actions, memories, tasks
 from ..crypto import ApiKeyDecryptionError
@@ -214,7 +220,30 @@ class ApiKeyAdmin(TeamScopedAdmin):
 
     @method_decorator(sensitive_post_parameters("secret"))  # error reports never show the key
     def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
+        # Adding or changing a key asks for the password again unless it was typed recently.
+        if not recently_confirmed(request):
+            return redirect(f"{reverse('admin:uploads_apikey_confirm')}?{urlencode({'next': request.get_full_path()})}")
         return super().changeform_view(request, object_id, form_url, extra_context)
+
+    def get_urls(self):
+        confirm = path("confirm/", self.admin_site.admin_view(self.confirm_view), name="uploads_apikey_confirm")
+        return [confirm, *super().get_urls()]
+
+    @method_decorator(sensitive_post_parameters("password"))
+    def confirm_view(self, request):
+        """The password again, before a key is added or changed (MEMPORTAL_REAUTH_SECONDS)."""
+        target = request.GET.get("next") or reverse("admin:uploads_apikey_changelist")
+        if not url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()}):
+            target = reverse("admin:uploads_apikey_changelist")
+        error = ""
+        if request.method == "POST":
+            if request.user.check_password(request.POST.get("password", "")):
+                request.session[CONFIRMED_AT] = time.time()
+                return redirect(target)
+            error = "That is not your password."
+        return render(request, "admin/confirm_password.html", {
+            **self.admin_site.each_context(request), "title": "Confirm your password", "error": error,
+            "next": target})
 
     def save_model(self, request, obj, form, change):
         if not change:
