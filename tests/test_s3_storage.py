@@ -15,7 +15,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 
 from uploads.models import Video
 
-from .conftest import PASSWORD, ROOT, delete_videos, run_worker, sample
+from .conftest import ROOT, delete_videos, run_worker, sample
 
 pytestmark = pytest.mark.django_db(transaction=True)
 BUCKET = "memportal-test"
@@ -62,7 +62,7 @@ def s3(settings, monkeypatch):
 def test_uploads_are_stored_in_s3_relayed_from_it_and_removed_on_delete(client, member, team, api_key, emulator,
                                                                         s3):
     content = sample("sample-vp9-opus.mkv").read_bytes()
-    client.login(username=member.username, password=PASSWORD)
+    client.force_login(member)
     client.post("/videos/upload/", {"files": [SimpleUploadedFile("team-offsite.mkv", content)]})
     video = Video.objects.get()
     stored = s3.get_object(Bucket=BUCKET, Key=video.file.name)["Body"].read()

@@ -9,7 +9,7 @@ from django_tasks_db.models import DBTaskResult
 
 from uploads.models import ApiKey, Video
 
-from .conftest import PASSWORD, TEST_KEY, run_worker, sample
+from .conftest import TEST_KEY, run_worker, sample
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -28,7 +28,7 @@ def test_the_key_appears_in_no_page_log_emulator_log_or_task_row(client, member,
     caplog.set_level(logging.DEBUG)
     settings.MEMPORTAL_PUBLIC_URL = "http://127.0.0.1:9"  # callbacks go nowhere; that is logged too
     bodies = []
-    client.login(username=member.username, password=PASSWORD)
+    client.force_login(member)
     response = client.post("/videos/upload/", {"files": [SimpleUploadedFile(
         "a.mp4", sample("sample-h264-aac.mp4").read_bytes())]}, follow=True)
     bodies.append(response.content)

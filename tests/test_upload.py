@@ -17,7 +17,7 @@ def upload_file(name, content, content_type="video/mp4"):
 
 
 def post_upload(client, user, files, **data):
-    client.login(username=user.username, password=PASSWORD)
+    client.force_login(user)
     return client.post("/videos/upload/", {"files": files, **data}, follow=True)
 
 
@@ -109,7 +109,7 @@ def test_a_failing_key_pauses_uploads_with_the_reason(client, member, api_key):
 
 def test_a_member_of_several_teams_chooses_the_team(client, member, api_key, other_team, other_api_key):
     Membership.objects.create(user=member, team=other_team)
-    client.login(username=member.username, password=PASSWORD)
+    client.force_login(member)
     page = client.get("/videos/upload/").content.decode()
     assert "Team One" in page and "Team Two" in page
     response = post_upload(client, member, [upload_file("a.mp4", sample("sample-h264-aac.mp4").read_bytes())],
@@ -147,8 +147,7 @@ def test_every_page_but_sign_in_needs_a_signed_in_user(client, db):
 
 
 def test_a_user_in_no_team_is_told_so(client, django_user_model):
-    django_user_model.objects.create_user("lonely", password=PASSWORD)
-    client.login(username="lonely", password=PASSWORD)
+    client.force_login(django_user_model.objects.create_user("lonely", password=PASSWORD))
     assert "not a member of any team" in client.get("/videos/upload/").content.decode()
     assert Team.objects.count() == 0
 
@@ -156,7 +155,7 @@ def test_a_user_in_no_team_is_told_so(client, django_user_model):
 def test_too_many_files_at_once_gets_a_page_that_says_so(client, member, api_key, settings):
     settings.DATA_UPLOAD_MAX_NUMBER_FILES = 3
     files = [upload_file(f"{i}.mp4", sample("sample-h264-aac.mp4").read_bytes()) for i in range(4)]
-    client.login(username=member.username, password=PASSWORD)
+    client.force_login(member)
     response = client.post("/videos/upload/", {"files": files})
     assert response.status_code == 400
     assert "pick at most 50 files at a time" in response.content.decode()

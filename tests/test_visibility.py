@@ -61,9 +61,9 @@ def test_a_team_admin_sees_the_teams_videos_on_request(client, videos, team_admi
 def test_the_video_page_shows_details_and_timeline(client, member, team, api_key, emulator):
     from django.core.files.uploadedfile import SimpleUploadedFile
 
-    from .conftest import PASSWORD, sample
+    from .conftest import sample
 
-    client.login(username=member.username, password=PASSWORD)
+    client.force_login(member)
     client.post("/videos/upload/", {"files": [SimpleUploadedFile(
         "talk.mp4", sample("sample-h264-aac.mp4").read_bytes())], "title": "Talk"})
     video = Video.objects.get()
