@@ -161,6 +161,18 @@ AUTH_PASSWORD_VALIDATORS = [
 ]
 LOGIN_URL = "login"
 
+# Mail (password reset). SMTP by default; `make demo` prints mails on its console instead.
+_MAIL_BACKEND = envstr("MEMPORTAL_EMAIL_BACKEND", "django.core.mail.backends.smtp.EmailBackend")
+MAILERS = {"default": {"BACKEND": _MAIL_BACKEND, "OPTIONS": {
+    "host": envstr("MEMPORTAL_EMAIL_HOST", "localhost"), "port": envint("MEMPORTAL_EMAIL_PORT", 25),
+    "username": envstr("MEMPORTAL_EMAIL_USER"), "password": envstr("MEMPORTAL_EMAIL_PASSWORD"),
+    "use_tls": envbool("MEMPORTAL_EMAIL_STARTTLS", False), "timeout": 30,
+} if _MAIL_BACKEND.endswith(".smtp.EmailBackend") else {}}}
+DEFAULT_FROM_EMAIL = envstr("MEMPORTAL_EMAIL_FROM", "memportal@localhost")
+# Reset requests an hour, per client address and per e-mail address (uploads/password_reset.py).
+MEMPORTAL_RESET_PER_ADDRESS = envint("MEMPORTAL_RESET_PER_ADDRESS", 5)
+MEMPORTAL_RESET_PER_EMAIL = envint("MEMPORTAL_RESET_PER_EMAIL", 3)
+
 # Sign-in throttling (django-axes, database handler: every process shares the counts). A username
 # or a client address with AXES_FAILURE_LIMIT failures in a row is locked out for the cool-off,
 # on the portal's sign-in and the admin's alike: at most 10 failures per 15 minutes, 40 an hour

@@ -1,11 +1,13 @@
 """URLs: the pages, the callback, the admin and /healthz."""
 
 from django.contrib import admin
+from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_not_required
 from django.urls import include, path
 from django.views.generic import RedirectView
 
 from uploads import callbacks, views
+from uploads.password_reset import ThrottledPasswordResetForm
 
 admin.site.site_header = "memportal administration"
 admin.site.site_title = "memportal admin"
@@ -23,6 +25,8 @@ urlpatterns = [
     path("callbacks/memories/<str:token>/", login_not_required(callbacks.memories_callback),
          name="memories-callback"),
     path("healthz", login_not_required(views.healthz), name="healthz"),
+    path("accounts/password_reset/", auth_views.PasswordResetView.as_view(form_class=ThrottledPasswordResetForm),
+         name="password_reset"),
     path("accounts/", include("django.contrib.auth.urls")),
     path("admin/", admin.site.urls),
 ]

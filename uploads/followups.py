@@ -44,7 +44,17 @@ class DeleteRemoteVideos:
     namespace: str = ""
 
 
-Work = RelayVideo | CheckVideo | DeleteRemoteVideos
+@dataclass(frozen=True)
+class SendPasswordReset:
+    """Mail user `user_id` a password-reset link for the site at `domain`; the worker makes the
+    link, so no task row ever holds it."""
+
+    user_id: int
+    domain: str
+    protocol: str
+
+
+Work = RelayVideo | CheckVideo | DeleteRemoteVideos | SendPasswordReset
 
 
 @dataclass(frozen=True)

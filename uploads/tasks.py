@@ -13,16 +13,22 @@ from datetime import timedelta
 
 from botocore.exceptions import BotoCoreError, ClientError
 from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.contrib.auth.tokens import default_token_generator
+from django.core.mail import send_mail
 from django.db import transaction
 from django.db.models import Q
 from django.tasks import TaskResultStatus, task
+from django.template import loader
 from django.utils import timezone
+from django.utils.encoding import force_bytes
+from django.utils.http import urlsafe_base64_encode
 from django_tasks_db.models import DBTaskResult
 
 from . import actions, lifecycle, memories, probe, reports
 from .clock import database_time
 from .crypto import ApiKeyDecryptionError
-from .followups import CheckVideo, DeleteRemoteVideos, RelayVideo
+from .followups import CheckVideo, DeleteRemoteVideos, RelayVideo, SendPasswordReset
 from .models import ApiKey, RelayHold, Video
 
 logger = logging.getLogger(__name__)
@@ -51,6 +57,8 @@ def enqueue(work):
             case DeleteRemoteVideos(key_id=key_id, video_nos=video_nos, attempt=attempt, run_after=run_after,
                                     family=family, namespace=namespace):
                 _later(delete_remote_videos, run_after).enqueue(key_id, list(video_nos), attempt, family, namespace)
+            case SendPasswordReset(user_id=user_id, domain=domain, protocol=protocol):
+                send_password_reset.enqueue(user_id, domain, protocol)
             case _:
                 raise TypeError(f"not follow-up work: {item!r}")
 
@@ -281,3 +289,17 @@ def delete_remote_videos(key_id: int, video_nos: list[str], attempt: int, family
         return "will retry"
     Video.objects.filter(video_no__in=video_nos, deleted_at__isnull=False).update(remote_deleted_at=timezone.now())
     return f"deleted {len(video_nos)}"
+
+
+@task(queue_name="default")
+def send_password_reset(user_id: int, domain: str, protocol: str):
+    """Mail a password-reset link (Django's templates and token generator) to an active user."""
+    user = get_user_model().objects.filter(pk=user_id, is_active=True).first()
+    if user is None or not user.email:
+        return "no such user"
+    context = {"email": user.email, "domain": domain, "site_name": domain, "protocol": protocol, "user": user,
+               "uid": urlsafe_base64_encode(force_bytes(user.pk)), "token": default_token_generator.make_token(user)}
+    subject = "".join(loader.render_to_string("registration/password_reset_subject.txt", context).splitlines())
+    body = loader.render_to_string("registration/password_reset_email.html", context)
+    send_mail(subject, body, settings.DEFAULT_FROM_EMAIL, [user.email])
+    return "sent"

@@ -5,13 +5,15 @@ State changes of a video are not made here but in uploads/lifecycle.py, which ev
 (upload view, relay task, callback, status check, reconcile, admin) calls.
 """
 
-from .teams import ApiKey, MemoriesAccount, Membership, Team, TeamQuerySet, key_fingerprint
+from .teams import (
+    ApiKey, MemoriesAccount, Membership, PasswordResetRequest, Team, TeamQuerySet, key_fingerprint,
+)
 from .videos import (
     CallbackRecord, RelayHold, Video, VideoEvent, VideoQuerySet, new_callback_token, new_work_token, token_digest,
     video_upload_to,
 )
 
 __all__ = [
-    "ApiKey", "CallbackRecord", "MemoriesAccount", "Membership", "RelayHold", "Team", "TeamQuerySet", "Video", "VideoEvent",
+    "ApiKey", "CallbackRecord", "MemoriesAccount", "Membership", "PasswordResetRequest", "RelayHold", "Team", "TeamQuerySet", "Video", "VideoEvent",
     "VideoQuerySet", "new_callback_token", "new_work_token", "token_digest", "video_upload_to", "key_fingerprint",
 ]

@@ -54,6 +54,15 @@ class Team(models.Model):
         return self.api_keys.select_related("account").filter(is_active=True, failing_since__isnull=True).first()
 
 
+class PasswordResetRequest(models.Model):
+    """One "forgot my password" request, counted per address and per e-mail (a digest: the
+    address typed is not kept) so every process shares one limit (uploads/password_reset.py)."""
+
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    client_address = models.GenericIPAddressField(null=True, blank=True)
+    email_digest = models.CharField(max_length=64, db_index=True)
+
+
 class Membership(models.Model):
     class Role(models.TextChoices):
         MEMBER = "member", "Member"
