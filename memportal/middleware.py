@@ -14,6 +14,8 @@ import logging
 from django.conf import settings
 from django.shortcuts import render
 
+from uploads.models.audit import current_request
+
 logger = logging.getLogger(__name__)
 BODY_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
 
@@ -75,3 +77,19 @@ class PermissionsPolicyMiddleware:
         response = self.get_response(request)
         response.headers.setdefault("Permissions-Policy", PERMISSIONS_POLICY)
         return response
+
+
+class AuditContextMiddleware:
+    """The request being served, for the audit trail (uploads/models/audit.py): its user and
+    client address are the actor and the address of what it changes."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        request.audit_client_ip = client_ip(request)
+        token = current_request.set(request)
+        try:
+            return self.get_response(request)
+        finally:
+            current_request.reset(token)

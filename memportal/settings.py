@@ -90,6 +90,7 @@ MIDDLEWARE = [
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
+    "memportal.middleware.AuditContextMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "memportal.sessions.SessionLifetimeMiddleware",
     # Before anything parses a body (memportal/middleware.py): its size, then the sign-in

@@ -20,7 +20,9 @@ from django.utils import timezone
 from . import pacing
 from .clock import database_time
 from .memories import CONFIG, KEY, REJECT, current_place
-from .models import ApiKey, CallbackRecord, RelayHold, Video, VideoEvent, new_work_token, token_digest
+from .models import (
+    ApiKey, AuditEvent, CallbackRecord, RelayHold, Video, VideoEvent, audit, new_work_token, token_digest,
+)
 
 logger = logging.getLogger(__name__)
 S = Video.Status
@@ -385,6 +387,7 @@ def rotate_callback(video_id, actor, source=Source.ADMIN):
         record(video, source, video.status, video.status,
                "callback address rotated: the old one no longer works; memories.ai keeps the address it "
                "was given, so status checks bring this video's status", actor=actor)
+        audit(AuditEvent.Action.CALLBACK_ROTATED, f"{video.display_name} ({video.pk})", team=video.team, actor=actor)
     return video
 
 

@@ -27,7 +27,7 @@ from memportal.sessions import CONFIRMED_AT, recently_confirmed
 
 from .. import actions, memories, tasks
 from ..crypto import ApiKeyDecryptionError
-from ..models import ApiKey, Team
+from ..models import ApiKey, AuditEvent, Team, audit
 from .scoping import TeamScopedAdmin
 
 logger = logging.getLogger(__name__)
@@ -71,6 +71,8 @@ def try_key(key) -> Trial:
     else:
         trial = Trial(OK)
     logger.info("key %s tried at memories.ai: %s %s", key, trial.verdict, trial.reason)
+    team = Team.objects.filter(pk=key.team_id).first() if key.team_id else None  # an add form's key has none yet
+    audit(AuditEvent.Action.KEY_TESTED, named(key), team=team, detail=f"{trial.verdict} {trial.reason}".strip())
     return trial
 
 

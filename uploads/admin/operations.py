@@ -1,11 +1,11 @@
-"""What only an operator (a superuser) sees in the admin: the hold on every team's relays, and
-the memories.ai accounts whose keys share one upload pace."""
+"""What only an operator (a superuser) sees in the admin: the hold on every team's relays, the
+memories.ai accounts whose keys share one upload pace, and the audit trail."""
 
 from django.contrib import admin
 from django.utils import timezone
 
 from .. import actions, tasks
-from ..models import ApiKey, MemoriesAccount, RelayHold
+from ..models import ApiKey, AuditEvent, MemoriesAccount, RelayHold
 from .lookups import SafeLookupsAdmin
 
 
@@ -67,3 +67,23 @@ class MemoriesAccountAdmin(SafeLookupsAdmin):
         if account.next_upload_at is None or account.next_upload_at <= timezone.now():
             return "now"
         return timezone.localtime(account.next_upload_at).strftime("%H:%M:%S")
+
+
+@admin.register(AuditEvent)
+class AuditEventAdmin(SafeLookupsAdmin):
+    """Superusers only, read-only: who did what, when, from where (never a secret)."""
+
+    list_display = ["at", "actor_name", "action", "subject", "team", "client_address", "detail"]
+    list_filter = ["action", "at"]
+    search_fields = ["actor_name", "subject", "detail", "client_address"]
+    date_hierarchy = "at"
+    readonly_fields = ["at", "actor", "actor_name", "action", "subject", "team", "client_address", "detail"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False

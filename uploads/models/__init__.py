@@ -5,6 +5,7 @@ State changes of a video are not made here but in uploads/lifecycle.py, which ev
 (upload view, relay task, callback, status check, reconcile, admin) calls.
 """
 
+from .audit import AuditEvent, audit
 from .teams import (
     ApiKey, MemoriesAccount, Membership, PasswordResetRequest, Team, TeamQuerySet, key_fingerprint,
 )
@@ -14,6 +15,6 @@ from .videos import (
 )
 
 __all__ = [
-    "ApiKey", "CallbackRecord", "MemoriesAccount", "Membership", "PasswordResetRequest", "RelayHold", "Team", "TeamQuerySet", "Video", "VideoEvent",
+    "ApiKey", "AuditEvent", "audit", "CallbackRecord", "MemoriesAccount", "Membership", "PasswordResetRequest", "RelayHold", "Team", "TeamQuerySet", "Video", "VideoEvent",
     "VideoQuerySet", "new_callback_token", "new_work_token", "token_digest", "video_upload_to", "key_fingerprint",
 ]

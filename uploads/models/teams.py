@@ -8,6 +8,7 @@ from django.utils import timezone
 from django.utils.crypto import salted_hmac
 
 from .. import crypto
+from .audit import AuditEvent, audit
 
 
 class TeamQuerySet(models.QuerySet):
@@ -209,7 +210,12 @@ class ApiKey(models.Model):
         return MemoriesAccount.objects.create(name=f"account of key {self.masked}{team}")
 
     def mark_failing(self, reason: str):
-        ApiKey.objects.filter(pk=self.pk).update(failing_since=timezone.now(), last_error=reason[:500])
+        """memories.ai refused the key: failing from now (or still, since it first failed)."""
+        if ApiKey.objects.filter(pk=self.pk, failing_since__isnull=True).update(
+                failing_since=timezone.now(), last_error=reason[:500]):
+            audit(AuditEvent.Action.KEY_FAILING, f"{self.label} ({self.masked})", team=self.team, detail=reason)
+        else:
+            ApiKey.objects.filter(pk=self.pk).update(last_error=reason[:500])
 
     def mark_used(self):
         ApiKey.objects.filter(pk=self.pk).update(last_used_at=timezone.now())
