@@ -66,3 +66,10 @@ def test_requests_are_limited_per_email_and_per_address(member, settings):
 
 def test_the_sign_in_page_offers_it(client):
     assert "/accounts/password_reset/" in client.get("/accounts/login/").content.decode()
+
+
+def test_a_new_password_has_at_least_12_characters(client, member):
+    client.force_login(member)
+    response = client.post("/accounts/password_change/", {"old_password": "a-long-test-password-42",
+                                                           "new_password1": "Kx7#qLm2pZ", "new_password2": "Kx7#qLm2pZ"})
+    assert response.status_code == 200 and "at least 12 characters" in response.content.decode()
