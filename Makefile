@@ -77,6 +77,8 @@ demo: migrate $(VENV)/.installed-dev
 	  env $(DEMO_ENV) honcho -f Procfile.demo start
 
 run: migrate
+	@echo "make run: gunicorn straight on its port, for a developer's machine or a trusted network;"
+	@echo "on the open network put it behind the TLS proxy of docs/deploy.md (slow clients, the Server banner)."
 	@$(LOAD_SECRETS) && env $(LOCAL_ENV) $(PY) manage.py reconcile --stale-after 0
 	@$(LOAD_SECRETS) && env $(LOCAL_ENV) honcho -f Procfile start
 
