@@ -36,9 +36,9 @@ def s3(settings, monkeypatch):
     deadline = time.monotonic() + 20
     while True:
         try:
-            requests.get(endpoint, timeout=1)
+            requests.get(endpoint, timeout=2)
             break
-        except requests.ConnectionError:
+        except requests.RequestException:  # not up yet, or still starting (slow to answer on a busy machine)
             if time.monotonic() > deadline:
                 server.kill()
                 raise
