@@ -62,3 +62,23 @@ def test_a_team_admin_adds_a_second_key_a_wrong_key_and_activates_one_on_purpose
     assert ApiKey.objects.get(is_active=True).label == "Spare key"
     for secret in (TEST_KEY, OTHER_KEY, WRONG_KEY):
         assert secret not in page.content()
+
+
+def test_a_key_change_long_after_sign_in_asks_for_the_password_first(browser_page, live_server, team_admin,
+                                                                     api_key, settings):
+    from .conftest import PASSWORD
+
+    settings.MEMPORTAL_REAUTH_SECONDS = 0  # the sign-in is already too old to change a key
+    page, base = browser_page, live_server.url
+    admin_sign_in(page, base, team_admin.username)
+    page.wait_for_url(f"{base}/admin/")
+    page.goto(f"{base}/admin/uploads/apikey/{api_key.pk}/change/")
+    assert "/admin/uploads/apikey/confirm/" in page.url and "needs your password again" in page.content()
+    page.fill("#id_password", "not-my-password")
+    page.click("input[type=submit]")
+    assert "That is not your password." in page.content()
+    settings.MEMPORTAL_REAUTH_SECONDS = 300
+    page.fill("#id_password", PASSWORD)
+    page.click("input[type=submit]")
+    page.wait_for_url(f"{base}/admin/uploads/apikey/{api_key.pk}/change/")
+    assert page.is_visible("#id_label")
