@@ -9,6 +9,7 @@ declared length is refused unless it is empty. Placed after AuthenticationMiddle
 the sign-in requirement and the CSRF check, which therefore never make an anonymous body parsed.
 """
 
+import ipaddress
 import logging
 
 from django.conf import settings
@@ -28,9 +29,23 @@ def client_ip(request):
     is ignored: anyone can send it."""
     if settings.MEMPORTAL_BEHIND_PROXY:
         forwarded = [part.strip() for part in request.META.get("HTTP_X_FORWARDED_FOR", "").split(",") if part.strip()]
-        if forwarded:
-            return forwarded[-1]
-    return request.META.get("REMOTE_ADDR") or None
+        if forwarded and (address := plain_address(forwarded[-1])):
+            return address
+    return plain_address(request.META.get("REMOTE_ADDR") or "")
+
+
+def plain_address(value):
+    """An IP address as the database stores it, or None: a port ("1.2.3.4:5678", "[::1]:80") is
+    dropped, and anything else ("unknown", a name) is no address."""
+    value = value.strip()
+    if value.startswith("[") and "]" in value:
+        value = value[1:value.index("]")]
+    elif value.count(":") == 1:
+        value = value.split(":", 1)[0]
+    try:
+        return str(ipaddress.ip_address(value))
+    except ValueError:
+        return None
 
 
 def declared_length(request):

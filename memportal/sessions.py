@@ -11,6 +11,7 @@ import time
 
 from django.conf import settings
 from django.contrib.auth import logout
+from django.http import JsonResponse
 
 SIGNED_IN_AT, SEEN_AT, CONFIRMED_AT = "memportal_signed_in_at", "memportal_seen_at", "memportal_confirmed_at"
 PASSIVE_PATHS = ("/videos/states/",)
@@ -36,14 +37,23 @@ class SessionLifetimeMiddleware:
         self.get_response = get_response
 
     def __call__(self, request):
+        started = time.time()
         if request.user.is_authenticated:
-            now, session = time.time(), request.session
+            now, session = started, request.session
             signed_in, seen = session.get(SIGNED_IN_AT), session.get(SEEN_AT)
-            if signed_in is None or seen is None:  # a session from before these limits
-                mark_signed_in(session, now)
+            if signed_in is None or seen is None:  # a session from before these limits: not a
+                session[SIGNED_IN_AT] = session[SEEN_AT] = now  # fresh password confirmation
             elif (now - seen > settings.MEMPORTAL_SESSION_IDLE_SECONDS
                   or now - signed_in > settings.MEMPORTAL_SESSION_MAX_SECONDS):
+                if request.path in PASSIVE_PATHS:
+                    # The live poll: "sign in again", without ending the session under an upload
+                    # that another tab of it may still be sending.
+                    return JsonResponse({"error": "the session ended: sign in again"}, status=401)
                 logout(request)  # the sign-in requirement then sends them to the sign-in page
             elif request.path not in PASSIVE_PATHS and now - seen >= SEEN_RESOLUTION:
                 session[SEEN_AT] = now
-        return self.get_response(request)
+        response = self.get_response(request)
+        if (time.time() - started >= SEEN_RESOLUTION and request.path not in PASSIVE_PATHS
+                and request.user.is_authenticated and SEEN_AT in request.session):
+            request.session[SEEN_AT] = time.time()  # a long upload counts as activity to its end
+        return response

@@ -45,7 +45,7 @@ def test_the_live_poll_does_not_keep_a_session_alive(client, member, settings):
         assert client.get("/videos/states/").status_code == 200
     assert client.session[SEEN_AT] == seen
     shift(client, **{SEEN_AT: 601})
-    assert client.get("/videos/states/").status_code == 302  # signed out: the poll gets the sign-in page
+    assert client.get("/videos/states/").status_code == 401  # the page says the session ended
 
 
 def test_activity_keeps_it(client, member, settings):

@@ -353,6 +353,7 @@ def retry(video_id, actor, source=Source.USER):
         video.attempts = 0
         video.next_attempt_at = None
         video.relay_token = new_work_token()
+        video.media_checked_at = None  # what it holds is read again before it is sent
         video.video_no = ""
         video.remote_status = ""
         video.last_error = ""

@@ -56,6 +56,7 @@ class ProbeError(Exception):
 
 
 class ProbeTimeout(ProbeError):
+    # The probe did not finish (its time ran out, or its process died): no verdict on the file.
     """The probe was stopped at its time limit."""
 
 

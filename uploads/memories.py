@@ -189,9 +189,17 @@ def _envelope(response: requests.Response) -> dict:
                             http_status=response.status_code)
     code = str(body.get("code"))
     if code != "0000":
-        raise error_for_code(code, str(body.get("msg") or "")[:300])
+        raise error_for_code(code, without_key(str(body.get("msg") or ""), response)[:300])
     data = body.get("data")
     return data if isinstance(data, dict) else {}
+
+
+def without_key(text: str, response: requests.Response) -> str:
+    """memories.ai's message with the key it was sent, if it echoes it, replaced by "…": the
+    message reaches timelines, pages and logs."""
+    sent = getattr(response, "request", None)
+    key = sent.headers.get("Authorization") if sent is not None else None
+    return text.replace(key, "…") if key and len(key) >= 4 else text
 
 
 def _post(path, api_key, **kwargs) -> requests.Response:

@@ -42,10 +42,11 @@ def claim_account_slot(account_id):
 
 
 def waiting_for(account_id):
-    """Queued videos that will be sent with a key of this account (their team's active key)."""
+    """Queued videos that will be sent with a key of this account (their team's active key, while
+    it works: a team whose key fails waits for a fix, not for a slot)."""
     return (Video.objects.alive()
             .filter(status=Video.Status.QUEUED, team__api_keys__account_id=account_id,
-                    team__api_keys__is_active=True))
+                    team__api_keys__is_active=True, team__api_keys__failing_since__isnull=True))
 
 
 def turn_of(video, account_id, slot_free_at):

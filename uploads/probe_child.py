@@ -109,7 +109,7 @@ def run(path: str | None, fileobj: BinaryIO | None, time_limit: float) -> MediaI
         raise ProbeError(message, detail)
     detail = f"probe process ended without an answer, exit code {child.exitcode}"
     logger.warning("probe: %s", detail)
-    raise ProbeError(UNREADABLE, detail)
+    raise ProbeTimeout(UNREADABLE, detail)  # the probe did not finish: not a verdict on the file
 
 
 def _serve(conn, fileobj: BinaryIO | None, outcome: queue.Queue) -> None:

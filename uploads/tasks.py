@@ -208,6 +208,13 @@ def media_refusal(video):
             info = probe.probe(video.file.path, settings.MEMPORTAL_PROBE_SECONDS)
         except NotImplementedError:  # no local path (S3): bounded range reads, as FFmpeg asks
             info = probe.probe(s3_range_reader(video), settings.MEMPORTAL_PROBE_SECONDS)
+    except probe.ProbeTimeout as error:
+        # No verdict (a slow storage, a busy host, the probe's process killed): not the file's
+        # fault, so it is sent as it is and memories.ai judges it.
+        logger.warning("video %s could not be probed (%s); sending it unprobed", video.pk, error.detail)
+        lifecycle.record(video, lifecycle.Source.RELAY, video.status, video.status,
+                         "what the file holds could not be read in time; sent without that check")
+        return ""
     except probe.ProbeError as error:
         logger.info("video %s refused before sending: %s (%s)", video.pk, error, getattr(error, "detail", ""))
         return str(error)

@@ -14,12 +14,25 @@
     });
   }
 
+  function sessionEnded() {
+    var note = document.createElement("p");
+    note.className = "warning";
+    note.setAttribute("role", "status");
+    note.textContent = "Your session ended: reload the page to sign in again. The states shown may be out of date.";
+    document.querySelector("main").prepend(note);
+  }
+
   function refresh() {
     var rows = pendingRows();
     if (rows.length === 0) { return; }
     var query = rows.map(function (row) { return "id=" + encodeURIComponent(row.getAttribute("data-video-id")); }).join("&");
     fetch(url + "?" + query, { credentials: "same-origin", headers: { Accept: "application/json" } })
-      .then(function (response) { return response.ok ? response.json() : { videos: {} }; })
+      .then(function (response) {
+        // The session ended (the poll is not activity): say so and stop. No reload: another tab
+        // of this session may still be sending an upload, which ends it well.
+        if (response.status === 401 || response.redirected) { sessionEnded(); throw "ended"; }
+        return response.ok ? response.json() : { videos: {} };
+      })
       .then(function (data) {
         rows.forEach(function (row) {
           var state = data.videos[row.getAttribute("data-video-id")];
@@ -31,8 +44,8 @@
           if (next) { next.textContent = state.next_attempt; }
         });
       })
-      .catch(function () { /* offline for a moment: try again at the next tick */ })
-      .then(function () { window.setTimeout(refresh, 3000); });
+      .then(function () { window.setTimeout(refresh, 3000); },
+            function (error) { if (error !== "ended") { window.setTimeout(refresh, 3000); } });
   }
   window.setTimeout(refresh, 3000);
 }());

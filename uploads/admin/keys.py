@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.auth import authenticate
+from django.db import transaction
 from django.db.models import Value
 from django.db.models.functions import Coalesce
 from django.shortcuts import redirect, render
@@ -27,7 +29,7 @@ from memportal.sessions import CONFIRMED_AT, recently_confirmed
 
 from .. import actions, memories, tasks
 from ..crypto import ApiKeyDecryptionError
-from ..models import ApiKey, AuditEvent, Team, audit
+from ..models import ApiKey, AuditEvent, MemoriesAccount, Team, audit
 from .scoping import TeamScopedAdmin
 
 logger = logging.getLogger(__name__)
@@ -239,7 +241,11 @@ class ApiKeyAdmin(TeamScopedAdmin):
             target = reverse("admin:uploads_apikey_changelist")
         error = ""
         if request.method == "POST":
-            if request.user.check_password(request.POST.get("password", "")):
+            # Through authenticate(): django-axes counts a wrong password as a failed sign-in (and
+            # pauses this account or address after too many), and the audit trail records it.
+            user = authenticate(request, username=request.user.get_username(),
+                                password=request.POST.get("password", ""))
+            if user is not None and user.pk == request.user.pk:
                 request.session[CONFIRMED_AT] = time.time()
                 return redirect(target)
             error = "That is not your password."
@@ -323,11 +329,26 @@ class ApiKeyAdmin(TeamScopedAdmin):
         if len(keys) < 2:
             self.message_user(request, "Select two or more keys of one memories.ai account.", messages.WARNING)
             return
-        account_id = keys[0].pacing_account_id()
-        ApiKey.objects.filter(pk__in=[key.pk for key in keys]).update(account_id=account_id)
+        account_id = merge_accounts([key.pacing_account_id() for key in keys])
         for key in keys:
             self.log_change(request, key, f"Put in memories.ai account {account_id} (one upload pace).")
         self.message_user(request, f"{len(keys)} keys now share one memories.ai account and one upload pace.")
+
+
+def merge_accounts(account_ids):
+    """Make these memories.ai accounts one: every key of each moves to the first, which keeps the
+    latest slot and the highest backoff of them all (nothing may start inside an interval), and the
+    emptied accounts go. Returns the account's id."""
+    target, *others = sorted(set(account_ids), key=account_ids.index)
+    with transaction.atomic():
+        accounts = list(MemoriesAccount.objects.select_for_update().filter(pk__in=[target, *others]))
+        slots = [a.next_upload_at for a in accounts if a.next_upload_at]
+        MemoriesAccount.objects.filter(pk=target).update(
+            next_upload_at=max(slots) if slots else None,
+            upload_backoff_level=max(a.upload_backoff_level for a in accounts))
+        ApiKey.objects.filter(account_id__in=others).update(account_id=target)
+        MemoriesAccount.objects.filter(pk__in=others).delete()
+    return target
 
 
 def saved_message(key, trial, replaced, kept):

@@ -29,8 +29,8 @@ def lookup_is_safe(lookup, value):
     parts = lookup.split(LOOKUP_SEP)
     if SECRET_FIELDS.intersection(parts) or REGEX_LOOKUPS.intersection(parts):
         return False
-    bounds = DATE_PARTS.get(parts[-1])
-    if bounds is not None:
+    bounds = next((DATE_PARTS[part] for part in parts if part in DATE_PARTS), None)
+    if bounds is not None:  # __year, and __year__gt etc.: a plain number in range
         values = value if isinstance(value, list) else [value]
         return all(str(v).isdigit() and bounds[0] <= int(v) <= bounds[1] for v in values)
     return True
