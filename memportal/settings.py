@@ -334,5 +334,8 @@ LOGGING = {
         # filter and would print callback URLs: these loggers go through the root's handler only.
         "django": {"handlers": [], "propagate": True},
         "django.server": {"handlers": [], "propagate": True},
+        # django-axes tells every sign-in at INFO ("Deleted 0 failed login attempts"): the audit
+        # trail holds what matters; its warnings (lockouts) still show.
+        "axes": {"level": "WARNING"},
     },
 }
