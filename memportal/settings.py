@@ -212,8 +212,9 @@ if MEMPORTAL_STORAGE == "s3":
             "default_acl": None,
             "querystring_auth": True,
             "file_overwrite": False,
-            # Reading a stored video (the relay) spools it to disk past 8 MiB; django-storages'
-            # default (0) would hold a whole 3 GB video in memory.
+            # The relay streams an object's body and the probe reads ranges (uploads/tasks.py):
+            # nothing reads a video through S3File, which downloads the whole object first.
+            # Should anything, it spools to disk past 8 MiB instead of holding it in memory.
             "max_memory_size": 8 * 1024 * 1024,
         },
     }

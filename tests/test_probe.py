@@ -38,7 +38,7 @@ from uploads.probe import (
     refusal,
 )
 
-from .test_s3_storage import s3  # noqa: F401  (the fixture: moto_server and the project's S3 storage)
+from .test_storage import moto_endpoint, s3  # noqa: F401 (fixtures: moto_server, the S3 storage)
 
 DATA = Path(__file__).parent / "data"
 ACCEPTED_RULE = "memories.ai accepts H.264, H.265/HEVC and VP9"

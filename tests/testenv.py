@@ -38,7 +38,7 @@ os.environ.update({
     "MEMPORTAL_STATIC_MANIFEST": "false",
     "MEMPORTAL_VAR_DIR": str(VAR_DIR),
     "MEMPORTAL_UPLOAD_TEMP_DIR": str(VAR_DIR / "tmp"),  # not a developer's own setting
-    "MEMPORTAL_STORAGE": "local",  # tests/test_s3_storage.py chooses S3 for itself
+    "MEMPORTAL_STORAGE": "local",  # tests/test_storage.py chooses S3 for itself
     "MEMPORTAL_FERNET_KEYS": TEST_FERNET_KEY,
     "MEMORIES_API_BASE_URL": "http://127.0.0.1:9",  # each test points it at its own emulator
     "MEMPORTAL_PUBLIC_URL": "",

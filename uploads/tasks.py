@@ -9,6 +9,7 @@ claim, its claim number) is current, so that is harmless.
 
 import logging
 import time
+from contextlib import contextmanager
 from datetime import timedelta
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -149,7 +150,7 @@ def send(video, key):
     family, namespace = Video.objects.values_list("api_family", "namespace").get(pk=video.pk)  # the claim's
     try:
         raw_key = key.reveal()
-        with video.file.open("rb") as fileobj:
+        with stored_stream(video) as fileobj:
             result = memories.upload(
                 raw_key, fileobj, size=video.size, filename=video.original_name,
                 content_type=video.content_type, callback_url=video.callback_url(), on_progress=on_progress,
@@ -225,15 +226,40 @@ def media_refusal(video):
     return probe.refusal(info) or ""
 
 
+def s3_object(video):
+    """The stored file's S3 object (boto3), after one HEAD request: nothing downloaded."""
+    return video.file.storage.open(video.file.name, "rb").obj
+
+
 def s3_range_reader(video):
     """The stored S3 object as a file that fetches only the ranges read (a probe reads a few
     hundred KiB of a video of any size); an object replaced meanwhile is an error."""
-    obj = video.file.storage.open(video.file.name, "rb").obj  # one HEAD request, nothing downloaded
+    obj = s3_object(video)
 
     def fetch(start, end):
         return obj.get(Range=f"bytes={start}-{end}", IfMatch=obj.e_tag)["Body"].read()
 
     return probe.RangeReader(fetch, obj.content_length)
+
+
+@contextmanager
+def stored_stream(video):
+    """The stored file as a stream read as it is sent: the local file, or the S3 object's body
+    as it arrives (one GET, pinned to the object's ETag). django-storages' S3File would download
+    the whole object to a temporary file on the first read, with the request to memories.ai
+    already open, idle and without a heartbeat meanwhile."""
+    try:
+        video.file.path  # noqa: B018 (a local storage has paths)
+    except NotImplementedError:
+        obj = s3_object(video)
+        body = obj.get(IfMatch=obj.e_tag)["Body"]
+        try:
+            yield body
+        finally:
+            body.close()
+        return
+    with video.file.open("rb") as fileobj:
+        yield fileobj
 
 
 def storage_problem(video):
