@@ -25,6 +25,8 @@ A = AuditEvent.Action
 @receiver(post_save, sender=Membership)
 @receiver(post_delete, sender=Membership)
 def membership_changed(sender, instance, **kwargs):
+    if kwargs.get("raw"):  # loaddata copies rows as they are (deploy/sqlite_to_postgres.sh)
+        return
     sync_team_admin_access(instance.user_id)
 
 
@@ -62,12 +64,16 @@ def audit_locked_out(sender, request, username, ip_address, **kwargs):
 
 @receiver(pre_save, sender=get_user_model())
 def remember_user_flags(sender, instance, **kwargs):
+    if kwargs.get("raw"):  # loaddata copies rows as they are (deploy/sqlite_to_postgres.sh)
+        return
     before = sender.objects.filter(pk=instance.pk).values("is_staff", "is_superuser").first() if instance.pk else None
     instance._audit_before = before
 
 
 @receiver(post_save, sender=get_user_model())
 def audit_user_flags(sender, instance, created, **kwargs):
+    if kwargs.get("raw"):  # loaddata copies rows as they are (deploy/sqlite_to_postgres.sh)
+        return
     before = getattr(instance, "_audit_before", None) or {"is_staff": False, "is_superuser": False}
     changes = [f"{flag} {'granted' if getattr(instance, flag) else 'removed'}"
                for flag in ("is_staff", "is_superuser") if before[flag] != getattr(instance, flag)]
@@ -77,12 +83,16 @@ def audit_user_flags(sender, instance, created, **kwargs):
 
 @receiver(pre_save, sender=Membership)
 def remember_role(sender, instance, **kwargs):
+    if kwargs.get("raw"):  # loaddata copies rows as they are (deploy/sqlite_to_postgres.sh)
+        return
     instance._audit_role = (sender.objects.filter(pk=instance.pk).values_list("role", flat=True).first()
                             if instance.pk else None)
 
 
 @receiver(post_save, sender=Membership)
 def audit_role(sender, instance, created, **kwargs):
+    if kwargs.get("raw"):  # loaddata copies rows as they are (deploy/sqlite_to_postgres.sh)
+        return
     before = getattr(instance, "_audit_role", None)
     if created or before != instance.role:
         audit(A.ROLE_CHANGED, f"{instance.user.get_username()} in {instance.team}", team=instance.team,
@@ -97,6 +107,8 @@ def audit_role_removed(sender, instance, **kwargs):
 
 @receiver(pre_save, sender=ApiKey)
 def remember_key(sender, instance, **kwargs):
+    if kwargs.get("raw"):  # loaddata copies rows as they are (deploy/sqlite_to_postgres.sh)
+        return
     instance._audit_before = (sender.objects.filter(pk=instance.pk)
                               .values("is_active", "failing_since", "secret_encrypted").first()
                               if instance.pk else None)
@@ -104,6 +116,8 @@ def remember_key(sender, instance, **kwargs):
 
 @receiver(post_save, sender=ApiKey)
 def audit_key(sender, instance, created, **kwargs):
+    if kwargs.get("raw"):  # loaddata copies rows as they are (deploy/sqlite_to_postgres.sh)
+        return
     key, before = f"{instance.label} ({instance.masked})", getattr(instance, "_audit_before", None)
     if created or before is None:
         audit(A.KEY_ADDED, key, team=instance.team, detail="active" if instance.is_active else "inactive")

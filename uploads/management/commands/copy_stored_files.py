@@ -1,0 +1,50 @@
+"""Copy every stored video from a local folder into the configured storage: moving to S3.
+
+Run with the new storage configured (MEMPORTAL_STORAGE=s3, MEMPORTAL_S3_*) and the old folder
+named; docs/deploy.md, "Moving up", gives the order of the steps. Each file keeps its name, so no
+row changes; a file already there with its full size is left alone, so the command can run
+again (after an interruption, or once more with the portal stopped to take the last uploads).
+"""
+
+from django.core.files.storage import FileSystemStorage
+from django.core.management.base import BaseCommand, CommandError
+
+from uploads.models import Video
+
+
+class Command(BaseCommand):
+    help = "Copy stored videos from a local folder (the old MEDIA_ROOT) into the configured storage."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--from-folder", required=True, help="the folder the files are in now (var/media)")
+        parser.add_argument("--dry-run", action="store_true", help="say what would be copied, copy nothing")
+
+    def handle(self, *args, from_folder, dry_run, **options):
+        source = FileSystemStorage(location=from_folder)
+        target = Video._meta.get_field("file").storage
+        if isinstance(target, FileSystemStorage) and target.path("") == source.path(""):
+            raise CommandError("the configured storage is that folder: configure the new storage first "
+                               "(MEMPORTAL_STORAGE=s3 and MEMPORTAL_S3_*)")
+        copied = present = missing = 0
+        for video in Video.objects.exclude(file="").only("pk", "file", "size").iterator():
+            name = video.file.name
+            if not source.exists(name):
+                missing += 1
+                self.stderr.write(f"video {video.pk}: {name} is not in {from_folder}")
+                continue
+            if target.exists(name):
+                if target.size(name) == video.size:
+                    present += 1
+                    continue
+                if not dry_run:
+                    target.delete(name)  # an earlier copy that did not finish
+            if not dry_run:
+                with source.open(name, "rb") as fileobj:
+                    saved = target.save(name, fileobj)
+                if saved != name or target.size(name) != video.size:
+                    raise CommandError(f"video {video.pk}: {name} was not copied whole (stored as {saved})")
+            copied += 1
+        verb = "would copy" if dry_run else "copied"
+        self.stdout.write(f"copy_stored_files: {verb} {copied}, already there {present}, missing {missing}")
+        if missing:
+            raise CommandError(f"{missing} stored file(s) missing from {from_folder}: nothing was changed for them")
