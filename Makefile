@@ -9,15 +9,18 @@ export PYTHONUNBUFFERED := 1
 PYTHON_CANDIDATES := python3.12 python3.13 python3.14 python3 /usr/bin/python3.13 /usr/bin/python3
 
 # Local runs are plain http on loopback: production settings without the TLS-only parts.
+# Production settings need MEMPORTAL_PUBLIC_URL set: yours if you exported it, else empty (no callbacks).
 LOCAL_ENV := DJANGO_DEBUG=false DJANGO_SECURE_SSL_REDIRECT=false DJANGO_SECURE_COOKIES=false \
-	DJANGO_SECURE_HSTS_SECONDS=0 DJANGO_ALLOWED_HOSTS=127.0.0.1,localhost
+	DJANGO_SECURE_HSTS_SECONDS=0 DJANGO_ALLOWED_HOSTS=127.0.0.1,localhost \
+	MEMPORTAL_PUBLIC_URL="$${MEMPORTAL_PUBLIC_URL-}"
 DEMO_PORT ?= 8000
 MEMORIES_EMULATOR_PORT ?= 9100
 MEMPORTAL_PUBLIC_URL ?= http://127.0.0.1:$(DEMO_PORT)
 DEMO_ENV := $(LOCAL_ENV) MEMPORTAL_BIND=127.0.0.1:$(DEMO_PORT) MEMPORTAL_PUBLIC_URL=$(MEMPORTAL_PUBLIC_URL) \
 	MEMORIES_API_BASE_URL=http://127.0.0.1:$(MEMORIES_EMULATOR_PORT) MEMORIES_EMULATOR_PORT=$(MEMORIES_EMULATOR_PORT) \
 	MEMPORTAL_UPLOAD_INTERVAL_SECONDS=10 MEMPORTAL_STATUS_FIRST_CHECK_SECONDS=5 \
-	MEMPORTAL_RETRY_BASE_SECONDS=10 MEMPORTAL_EMAIL_BACKEND=django.core.mail.backends.console.EmailBackend
+	MEMPORTAL_RETRY_BASE_SECONDS=10 MEMPORTAL_EMAIL_BACKEND=django.core.mail.backends.console.EmailBackend \
+	MEMPORTAL_LOG_FORMAT=plain
 LOAD_SECRETS := set -a && . var/secrets.env && set +a
 
 .PHONY: help demo run test fuzz install migrate clean

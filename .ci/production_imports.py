@@ -18,6 +18,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "memportal.settings")
 os.environ.setdefault("DJANGO_SECRET_KEY", "ci-production-imports-" + "x" * 40)
 os.environ.setdefault("MEMPORTAL_FERNET_KEYS", Fernet.generate_key().decode())
+os.environ.setdefault("DJANGO_ALLOWED_HOSTS", "localhost")  # production settings start only with these
+os.environ.setdefault("MEMPORTAL_PUBLIC_URL", "")
 
 import django  # noqa: E402  (after the path and the environment)
 

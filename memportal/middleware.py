@@ -7,15 +7,20 @@ a small form (sign-in) and no more, whatever URL it posts to; a signed-in user a
 MEMPORTAL_MAX_REQUEST_BYTES in one request (a form of several files included). A body with no
 declared length is refused unless it is empty. Placed after AuthenticationMiddleware and before
 the sign-in requirement and the CSRF check, which therefore never make an anonymous body parsed.
+
+Also here: the request id every log line of a request carries (RequestIdMiddleware, first of all).
 """
 
 import ipaddress
 import logging
 
 from django.conf import settings
+from django.core.signals import request_finished
 from django.shortcuts import render
 
 from uploads.models.audit import current_request
+
+from . import logs
 
 logger = logging.getLogger(__name__)
 BODY_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
@@ -108,3 +113,40 @@ class AuditContextMiddleware:
             return self.get_response(request)
         finally:
             current_request.reset(token)
+
+
+def request_id_of(request):
+    """The proxy's X-Request-ID when the portal is behind it (DJANGO_BEHIND_PROXY) and the value is
+    a plain token of at most 64 characters; otherwise a new one. Without the proxy anyone could
+    send the header, so it is ignored: an id must not let a client make its requests look like
+    another's."""
+    if settings.MEMPORTAL_BEHIND_PROXY:
+        given = request.META.get("HTTP_X_REQUEST_ID", "")
+        if logs.SANE_REQUEST_ID.fullmatch(given):
+            return given
+    return logs.new_request_id()
+
+
+class RequestIdMiddleware:
+    """First of all: every log line of the request carries its id, and so does the response
+    (X-Request-ID) and every task it enqueues (uploads/tasks.py enqueue). The id stays bound until
+    the response is closed (request_finished), so Django's own line about an error response,
+    written after the middleware has returned, carries it too."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        request.request_id = request_id_of(request)
+        logs.clear()
+        logs.bind(request_id=request.request_id)
+        response = self.get_response(request)
+        response.headers["X-Request-ID"] = request.request_id
+        return response
+
+
+def forget_request_id(**kwargs):
+    logs.clear()
+
+
+request_finished.connect(forget_request_id, dispatch_uid="memportal.middleware.forget_request_id")

@@ -63,11 +63,17 @@ def envlist(name, default=""):
 
 
 DEBUG = envbool("DJANGO_DEBUG", False)
-SECRET_KEY = envstr("DJANGO_SECRET_KEY")
-if not SECRET_KEY:
-    if not DEBUG:
-        raise ImproperlyConfigured("Set DJANGO_SECRET_KEY (or DJANGO_DEBUG=true for development).")
-    SECRET_KEY = "insecure-development-key-do-not-use-in-production"
+if not DEBUG:
+    # Production starts only with these, all missing ones named at once. MEMPORTAL_PUBLIC_URL
+    # must be set, and may be set empty: no callbacks, status checks do the work.
+    _missing = [name for name in ("DJANGO_SECRET_KEY", "MEMPORTAL_FERNET_KEYS", "DJANGO_ALLOWED_HOSTS")
+                if not envlist(name)]
+    _missing += [] if "MEMPORTAL_PUBLIC_URL" in os.environ else ["MEMPORTAL_PUBLIC_URL"]
+    if _missing:
+        raise ImproperlyConfigured(
+            f"Set {', '.join(_missing)} (or DJANGO_DEBUG=true for development; MEMPORTAL_PUBLIC_URL may be "
+            "empty: then no callbacks, status checks do the work). See docs/deploy.md.")
+SECRET_KEY = envstr("DJANGO_SECRET_KEY") or "insecure-development-key-do-not-use-in-production"
 
 ALLOWED_HOSTS = envlist("DJANGO_ALLOWED_HOSTS", "127.0.0.1,localhost" if DEBUG else "")
 CSRF_TRUSTED_ORIGINS = envlist("DJANGO_CSRF_TRUSTED_ORIGINS")
@@ -85,6 +91,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "memportal.middleware.RequestIdMiddleware",  # first: every line of the request carries its id
     "django.middleware.security.SecurityMiddleware",
     "memportal.middleware.PermissionsPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -134,7 +141,10 @@ SQLITE_OPTIONS = {
 DATABASES = {
     "default": dj_database_url.config(
         default=f"sqlite:///{VAR_DIR / 'memportal.sqlite3'}",
-        conn_max_age=envint("MEMPORTAL_DB_CONN_MAX_AGE", 60), conn_health_checks=True
+        conn_max_age=envint("MEMPORTAL_DB_CONN_MAX_AGE", 60), conn_health_checks=True,
+        # Behind PgBouncer in transaction mode a server-side cursor (QuerySet.iterator()) would
+        # outlive its server connection (docs/deploy.md, "Database connections").
+        disable_server_side_cursors=envbool("MEMPORTAL_DB_TRANSACTION_POOLER", False),
     )
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
@@ -277,6 +287,8 @@ MEMORIES_CONNECT_TIMEOUT = envint("MEMORIES_CONNECT_TIMEOUT", 10)
 MEMORIES_READ_TIMEOUT = envint("MEMORIES_READ_TIMEOUT", 120)
 
 MEMPORTAL_PUBLIC_URL = envstr("MEMPORTAL_PUBLIC_URL").rstrip("/")
+# Who may read /healthz's details without signing in (Authorization: Bearer …); empty: nobody.
+MEMPORTAL_HEALTH_TOKEN = envstr("MEMPORTAL_HEALTH_TOKEN").strip()
 # How long the relay worker may take to read what a stored video holds before it is refused.
 MEMPORTAL_PROBE_SECONDS = envint("MEMPORTAL_PROBE_SECONDS", 30)
 MEMPORTAL_UPLOAD_INTERVAL_SECONDS = envint("MEMPORTAL_UPLOAD_INTERVAL_SECONDS", 60)
@@ -322,13 +334,25 @@ SECURE_CSP = {
     "form-action": ["'self'"],
 }
 
+# One event a line (memportal/logs.py): JSON for production's log collector, plain text for a
+# person at a terminal (make demo). MEMPORTAL_LOG_FILE also appends every line to a file.
+MEMPORTAL_LOG_FORMAT = envstr("MEMPORTAL_LOG_FORMAT").strip().lower() or "json"
+if MEMPORTAL_LOG_FORMAT not in ("json", "plain"):
+    raise ImproperlyConfigured(f"MEMPORTAL_LOG_FORMAT must be json or plain, not {MEMPORTAL_LOG_FORMAT!r}")
+MEMPORTAL_LOG_FILE = envstr("MEMPORTAL_LOG_FILE").strip()
+log_handler = {"formatter": MEMPORTAL_LOG_FORMAT, "filters": ["context", "redact"]}
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "filters": {"redact": {"()": "memportal.logs.RedactingFilter"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["redact"]}},
-    "root": {"handlers": ["console"], "level": envstr("MEMPORTAL_LOG_LEVEL", "INFO")},
+    "formatters": {"json": {"()": "memportal.logs.JsonFormatter"}, "plain": {"()": "memportal.logs.PlainFormatter"}},
+    "filters": {"context": {"()": "memportal.logs.ContextFilter"}, "redact": {"()": "memportal.logs.RedactingFilter"}},
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", **log_handler},
+        **({"file": {"class": "logging.FileHandler", "filename": MEMPORTAL_LOG_FILE, "encoding": "utf-8",
+                     **log_handler}} if MEMPORTAL_LOG_FILE else {}),
+    },
+    "root": {"handlers": ["console", "file"] if MEMPORTAL_LOG_FILE else ["console"],
+             "level": envstr("MEMPORTAL_LOG_LEVEL", "INFO")},
     "loggers": {
         "django.db.backends": {"level": "INFO"},
         # Django's own default handlers (console with DEBUG, django.server) lack the redacting

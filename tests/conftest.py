@@ -21,6 +21,8 @@ from uploads.followups import RelayVideo
 from uploads.models import ApiKey, MemoriesAccount, Membership, Team, Video
 from uploads.views import create_video
 
+from . import secret_audit
+
 pytest_plugins = ["tests.browser"]  # the browser_page fixture
 
 DATA = Path(__file__).parent / "data"
@@ -262,10 +264,13 @@ def worker_env(**extra):
 
 
 def stop_worker(worker):
-    """Stop a worker process (if still running) and return what it printed."""
+    """Stop a worker process (if still running) and return what it printed (which the secret
+    audit reads too)."""
     if worker.poll() is None:
         worker.terminate()
-    return worker.communicate(timeout=20)[0]
+    output = worker.communicate(timeout=20)[0]
+    secret_audit.scan_output(output, "a worker's output")
+    return output
 
 
 def relay_with_worker_process(emulator, interval, message, timeout=30):

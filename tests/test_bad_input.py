@@ -80,4 +80,5 @@ def test_a_newline_from_outside_does_not_forge_a_log_line(processing):
     assert response.status_code == 400
     lines = stream.getvalue().splitlines()
     assert not any(line.startswith(("2026-12-02 INFO uploads ready", "FORGED")) for line in lines)
-    assert any("a\\x0aFORGED line\\x0d\\x1b[31m" in line for line in lines)
+    messages = [json.loads(line)["message"] for line in lines]  # each line one whole event
+    assert "value from outside: a\\x0aFORGED line\\x0d\\x1b[31m" in messages

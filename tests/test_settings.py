@@ -16,11 +16,16 @@ PRODUCTION = {
 }
 
 
-def manage(*args, **env):
+def clean_env(**env):
+    """This environment without the portal's settings, plus `env`."""
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "MEMPORTAL_", "MEMORIES_"))}
     clean.pop("DATABASE_URL", None)
     clean["MEMPORTAL_VAR_DIR"] = os.path.join(os.environ["MEMPORTAL_VAR_DIR"], "settings-check")  # this run's
-    return subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env={**clean, **env},
+    return {**clean, **env}
+
+
+def manage(*args, **env):
+    return subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env=clean_env(**env),
                           capture_output=True, text=True, timeout=120)
 
 
@@ -34,7 +39,7 @@ def test_the_documented_production_settings_pass_check_deploy():
 
 def test_a_missing_or_wrong_encryption_key_fails_the_checks():
     missing = manage("check", **PRODUCTION)
-    assert missing.returncode != 0 and "MEMPORTAL_FERNET_KEYS is empty" in missing.stderr
+    assert missing.returncode != 0 and "Set MEMPORTAL_FERNET_KEYS (" in missing.stderr
     wrong = manage("check", **PRODUCTION, MEMPORTAL_FERNET_KEYS="not-a-fernet-key")
     assert wrong.returncode != 0 and "not a Fernet key" in wrong.stderr
     assert "not-a-fernet-key" not in wrong.stderr
@@ -56,3 +61,38 @@ def test_a_heartbeat_threshold_below_the_read_timeout_is_warned_about():
     result = manage("check", **PRODUCTION, MEMPORTAL_FERNET_KEYS=Fernet.generate_key().decode(),
                     MEMPORTAL_HEARTBEAT_STALE_SECONDS="60", MEMORIES_READ_TIMEOUT="120")
     assert "memportal.W002" in result.stderr
+
+
+REQUIRED = ("DJANGO_SECRET_KEY", "MEMPORTAL_FERNET_KEYS", "DJANGO_ALLOWED_HOSTS", "MEMPORTAL_PUBLIC_URL")
+
+
+def settings_refusal(**env):
+    """memportal/settings.py run afresh, as a process starting in `env` would: the names its
+    refusal to start gives (empty: it started)."""
+    result = subprocess.run([sys.executable, "-c", "import runpy; runpy.run_path('memportal/settings.py')"],
+                            cwd=ROOT, env=clean_env(**env), capture_output=True, text=True, timeout=120)
+    if result.returncode == 0:
+        return []
+    line = result.stderr.strip().splitlines()[-1]
+    prefix = "django.core.exceptions.ImproperlyConfigured: Set "
+    assert line.startswith(prefix) and "(or DJANGO_DEBUG=true for development" in line, result.stderr
+    return line.removeprefix(prefix).split(" (", 1)[0].split(", ")
+
+
+def test_production_names_every_missing_variable_in_one_message():
+    complete = {**PRODUCTION, "MEMPORTAL_FERNET_KEYS": Fernet.generate_key().decode()}
+    assert settings_refusal(**complete) == []
+    assert settings_refusal() == list(REQUIRED)
+    for name in REQUIRED:
+        assert settings_refusal(**{k: v for k, v in complete.items() if k != name}) == [name]
+    assert settings_refusal(DJANGO_ALLOWED_HOSTS="videos.example.com") == [
+        "DJANGO_SECRET_KEY", "MEMPORTAL_FERNET_KEYS", "MEMPORTAL_PUBLIC_URL"]
+    # Set but empty (or only commas and spaces) is missing too...
+    assert settings_refusal(**{**complete, "DJANGO_SECRET_KEY": " ", "DJANGO_ALLOWED_HOSTS": " , "}) == [
+        "DJANGO_SECRET_KEY", "DJANGO_ALLOWED_HOSTS"]
+    # ...except MEMPORTAL_PUBLIC_URL, whose empty value means "no callbacks" (behind a firewall).
+    assert settings_refusal(**{**complete, "MEMPORTAL_PUBLIC_URL": ""}) == []
+
+
+def test_development_needs_none_of_them():
+    assert settings_refusal(DJANGO_DEBUG="true") == []

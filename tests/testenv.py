@@ -42,6 +42,10 @@ os.environ.update({
     "MEMPORTAL_FERNET_KEYS": TEST_FERNET_KEY,
     "MEMORIES_API_BASE_URL": "http://127.0.0.1:9",  # each test points it at its own emulator
     "MEMPORTAL_PUBLIC_URL": "",
+    # The suite's own log lines go to its root handler; the secret audit (tests/secret_audit.py)
+    # gives each test's subprocesses a file of their own.
+    "MEMPORTAL_LOG_FILE": "",
+    "MEMPORTAL_LOG_FORMAT": "json",  # production's
 })
 
 

@@ -26,6 +26,8 @@ from django.utils.encoding import force_bytes
 from django.utils.http import urlsafe_base64_encode
 from django_tasks_db.models import DBTaskResult
 
+from memportal import logs
+
 from . import actions, lifecycle, memories, probe, reports
 from .clock import database_time
 from .crypto import ApiKeyDecryptionError
@@ -48,18 +50,22 @@ def perform(action, *args, **kwargs):
 
 
 def enqueue(work):
-    """Turn follow-up work (uploads/followups.py) into task rows."""
+    """Turn follow-up work (uploads/followups.py) into task rows, each carrying the request id of
+    the request or task that made the work (or a new one: the clock, a command), as a keyword
+    argument that logs.in_task_context takes off again."""
+    request_id = logs.current_request_id() or logs.new_request_id()
     for item in work:
         match item:
             case RelayVideo(video_id=video_id, attempt=attempt, token=token, run_after=run_after):
-                _later(relay_video, run_after).enqueue(video_id, attempt, token)
+                _later(relay_video, run_after).enqueue(video_id, attempt, token, request_id=request_id)
             case CheckVideo(video_id=video_id, token=token, run_after=run_after):
-                _later(check_video, run_after).enqueue(video_id, token)
+                _later(check_video, run_after).enqueue(video_id, token, request_id=request_id)
             case DeleteRemoteVideos(key_id=key_id, video_nos=video_nos, attempt=attempt, run_after=run_after,
                                     family=family, namespace=namespace):
-                _later(delete_remote_videos, run_after).enqueue(key_id, list(video_nos), attempt, family, namespace)
+                _later(delete_remote_videos, run_after).enqueue(key_id, list(video_nos), attempt, family, namespace,
+                                                                request_id=request_id)
             case SendPasswordReset(user_id=user_id, domain=domain, protocol=protocol):
-                send_password_reset.enqueue(user_id, domain, protocol)
+                send_password_reset.enqueue(user_id, domain, protocol, request_id=request_id)
             case _:
                 raise TypeError(f"not follow-up work: {item!r}")
 
@@ -96,6 +102,7 @@ def _live_tokens(task_, token_index):
 
 
 @task(queue_name="relay")
+@logs.in_task_context
 def relay_video(video_id: str, attempt: int, token: str = ""):
     """Send one stored video to memories.ai, while this task's token and attempt are current."""
     video = Video.objects.alive().select_related("team").filter(pk=video_id).first()
@@ -279,6 +286,7 @@ def storage_problem(video):
 
 
 @task(queue_name="default")
+@logs.in_task_context
 def check_video(video_id: str, token: str = ""):
     """Ask memories.ai where a processing video stands, while this check's token is current;
     plan the next check (one successor, with a new token) if it is not final."""
@@ -304,6 +312,7 @@ def check_video(video_id: str, token: str = ""):
 
 
 @task(queue_name="default")
+@logs.in_task_context
 def delete_remote_videos(key_id: int, video_nos: list[str], attempt: int, family: str = "", namespace: str = ""):
     """Ask memories.ai to delete up to 100 videos of one place; unknown numbers count as deleted.
     (Rows enqueued before API families carry no place: the older family's.)"""
@@ -325,6 +334,7 @@ def delete_remote_videos(key_id: int, video_nos: list[str], attempt: int, family
 
 
 @task(queue_name="default")
+@logs.in_task_context
 def send_password_reset(user_id: int, domain: str, protocol: str):
     """Mail a password-reset link (Django's templates and token generator) to an active user."""
     user = get_user_model().objects.filter(pk=user_id, is_active=True).first()

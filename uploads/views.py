@@ -5,16 +5,16 @@ import uuid
 
 from django.conf import settings
 from django.contrib import messages
-from django.db import connection
 from django.http import Http404, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.template.defaultfilters import filesizeformat
+from django.utils.cache import patch_vary_headers
 from django.views.decorators.cache import never_cache
-from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.http import require_GET, require_POST, require_safe
 
-from . import actions, removal, tasks
+from . import actions, health, removal, tasks
 from .forms import UploadForm, content_type_for, refusal_reason
-from .models import RelayHold, Team, Video
+from .models import Team, Video
 from .upload_handlers import refusals
 
 
@@ -195,14 +195,19 @@ def video_delete(request, video_id):
     return redirect("video-list")
 
 
-@require_GET
+@require_safe
 @never_cache
 def healthz(request):
-    """200 while the site and its database answer; a hold on the relays is said on a second line
-    (the site still serves, so a load balancer keeps it, and a monitor can grep for it)."""
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT 1")
-    hold = RelayHold.in_force()
-    # Anyone may ask: the reason (which names the configured path) is for the admin and the log.
-    body = "ok" if hold is None else f"ok\nrelays held since {hold.since:%Y-%m-%dT%H:%M:%SZ}: see the admin"
-    return HttpResponse(body, content_type="text/plain")
+    """For load balancers: 200 "ok", or 503 "unavailable" when this process's database does not
+    answer or its storage cannot be reached; nothing else, to anyone. With the health token
+    (`Authorization: Bearer …`) or as a superuser: the JSON details (uploads/health.py)."""
+    state = health.essentials()
+    if health.may_see_details(request, state.database_ok):
+        answer = health.details(state)
+        response = JsonResponse(answer, status=503 if answer["status"] == "fail" else 200,
+                                json_dumps_params={"indent": 2})
+    else:
+        response = HttpResponse("unavailable" if state.failed else "ok", status=state.http_status,
+                                content_type="text/plain")
+    patch_vary_headers(response, ["Authorization"])
+    return response

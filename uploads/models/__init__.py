@@ -1,5 +1,5 @@
 """The data: teams, their members and memories.ai keys (teams.py); videos, their events and
-callbacks (videos.py).
+callbacks (videos.py); what the workers' queues last said (workers.py).
 
 State changes of a video are not made here but in uploads/lifecycle.py, which every entry point
 (upload view, relay task, callback, status check, reconcile, admin) calls.
@@ -13,8 +13,9 @@ from .videos import (
     CallbackRecord, RelayHold, Video, VideoEvent, VideoQuerySet, new_callback_token, new_work_token, token_digest,
     video_upload_to,
 )
+from .workers import WorkerPing
 
 __all__ = [
     "ApiKey", "AuditEvent", "audit", "CallbackRecord", "MemoriesAccount", "Membership", "PasswordResetRequest", "RelayHold", "Team", "TeamQuerySet", "Video", "VideoEvent",
-    "VideoQuerySet", "new_callback_token", "new_work_token", "token_digest", "video_upload_to", "key_fingerprint",
+    "VideoQuerySet", "new_callback_token", "new_work_token", "token_digest", "video_upload_to", "key_fingerprint", "WorkerPing",
 ]

@@ -7,6 +7,8 @@ worker killed between two steps) gets one, if its team has a usable key; a `proc
 whose checks have not stopped and that has no live check chain gets one. A chain is live when a
 task row carries the video's current token (uploads/tasks.py), so a lagging queue never gets a
 second chain, and reconcile itself is bounded: at most one new task per video per pass.
+
+With `--every` each round also pings every queue's worker (uploads/health.py), for /healthz.
 """
 
 import logging
@@ -17,7 +19,7 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand
 from django.db import close_old_connections
 
-from uploads import actions, reports
+from uploads import actions, health, reports
 from uploads.models import RelayHold, Team, Video
 from uploads.removal import purge_uploads
 from uploads.tasks import live_checks, live_relays, perform
@@ -50,6 +52,14 @@ def reconcile(stale_after=None):
     return requeued, started
 
 
+def clock_round(every, stale_after=None):
+    """One round of the clock (`reconcile --every N`): the pass, then a ping on every queue whose
+    previous ping has run. Returns what reconcile() returns."""
+    result = reconcile(stale_after)
+    health.enqueue_pings(every)
+    return result
+
+
 class Command(BaseCommand):
     help = "Give every video that is not resting a way forward (dead relays, lost tasks, lost check chains)."
 
@@ -64,7 +74,7 @@ class Command(BaseCommand):
     def handle(self, *args, every, stale_after, **options):
         last_purge = None
         while True:
-            requeued, checks = reconcile(stale_after)
+            requeued, checks = clock_round(every, stale_after) if every else reconcile(stale_after)
             if requeued or checks or options["verbosity"] > 1:
                 self.stdout.write(f"reconcile: {requeued} relay(s) re-queued, {checks} status check chain(s) started")
             if not every:
