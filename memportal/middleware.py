@@ -65,11 +65,20 @@ def declared_length(request):
     return length if length >= 0 else None
 
 
+RESUMABLE_PREFIX = "/uploads/tus/"
+
+
 class RequestBodyLimitMiddleware:
     def __init__(self, get_response):
         self.get_response = get_response
 
     def __call__(self, request):
+        resumable_chunk = request.method == "PATCH" and request.path.startswith(RESUMABLE_PREFIX)
+        if resumable_chunk and not request.user.is_authenticated:
+            # A chunk of a resumable upload whose session ended: the endpoint answers 401 from the
+            # headers without reading the body (uploads/tus.py), so the browser signs in again and
+            # resumes, instead of reading a 413 as a refused file.
+            return self.get_response(request)
         if request.method in BODY_METHODS:
             limit = (settings.MEMPORTAL_MAX_REQUEST_BYTES if request.user.is_authenticated
                      else settings.MEMPORTAL_ANONYMOUS_MAX_REQUEST_BYTES)

@@ -263,6 +263,25 @@ MEMPORTAL_MAX_UPLOAD_BYTES = envint("MEMPORTAL_MAX_UPLOAD_BYTES", 3 * 1000**3)
 MEMPORTAL_MAX_REQUEST_BYTES = envint("MEMPORTAL_MAX_REQUEST_BYTES", MEMPORTAL_MAX_UPLOAD_BYTES + 1024**2)
 # What one team's videos may keep on the portal's storage at once (0: no limit).
 MEMPORTAL_TEAM_STORAGE_BYTES = envint("MEMPORTAL_TEAM_STORAGE_BYTES", 0)
+# Resumable uploads (tus, uploads/tus.py and uploads/resumable.py): the browser sends a file in
+# chunks of MEMPORTAL_UPLOAD_CHUNK_BYTES (with S3 each chunk is one multipart part: at least 5 MiB,
+# and a 3 GB file must fit in S3's 10,000 parts with room for retries); an unfinished upload's bytes
+# are removed MEMPORTAL_UPLOAD_EXPIRE_HOURS after its last chunk (by the clock); one user may have
+# MEMPORTAL_UPLOADS_IN_FLIGHT_PER_USER unfinished at once (they count toward the team's storage
+# from the start); a chunk's request silent for MEMPORTAL_UPLOAD_STALL_SECONDS (its connection
+# died without a word) gives way to the client's next try.
+MEMPORTAL_UPLOAD_CHUNK_BYTES = envint("MEMPORTAL_UPLOAD_CHUNK_BYTES", 8 * 1024**2)
+MEMPORTAL_UPLOAD_EXPIRE_HOURS = envint("MEMPORTAL_UPLOAD_EXPIRE_HOURS", 24)
+MEMPORTAL_UPLOADS_IN_FLIGHT_PER_USER = envint("MEMPORTAL_UPLOADS_IN_FLIGHT_PER_USER", 10)
+MEMPORTAL_UPLOAD_STALL_SECONDS = envint("MEMPORTAL_UPLOAD_STALL_SECONDS", 10)
+if MEMPORTAL_UPLOAD_CHUNK_BYTES < 64 * 1024 or (
+        MEMPORTAL_STORAGE == "s3" and (MEMPORTAL_UPLOAD_CHUNK_BYTES < 5 * 1024**2
+                                       or -(-MEMPORTAL_MAX_UPLOAD_BYTES // MEMPORTAL_UPLOAD_CHUNK_BYTES) > 5000)):
+    raise ImproperlyConfigured(
+        "MEMPORTAL_UPLOAD_CHUNK_BYTES must be at least 64 KiB; with S3 at least 5 MiB (5242880), and large enough "
+        "for MEMPORTAL_MAX_UPLOAD_BYTES to fit in 5,000 chunks.")
+if MEMPORTAL_MAX_REQUEST_BYTES < min(MEMPORTAL_UPLOAD_CHUNK_BYTES, MEMPORTAL_MAX_UPLOAD_BYTES):
+    raise ImproperlyConfigured("MEMPORTAL_MAX_REQUEST_BYTES must hold a whole chunk (MEMPORTAL_UPLOAD_CHUNK_BYTES).")
 # Callback records kept per video (the oldest go): the callback URL cannot fill the database.
 MEMPORTAL_CALLBACKS_KEPT_PER_VIDEO = envint("MEMPORTAL_CALLBACKS_KEPT_PER_VIDEO", 50)
 MEMPORTAL_ANONYMOUS_MAX_REQUEST_BYTES = envint("MEMPORTAL_ANONYMOUS_MAX_REQUEST_BYTES", 64 * 1024)

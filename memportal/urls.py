@@ -6,7 +6,7 @@ from django.contrib.auth.decorators import login_not_required
 from django.urls import include, path
 from django.views.generic import RedirectView
 
-from uploads import callbacks, views
+from uploads import callbacks, tus, views
 from uploads.password_reset import ThrottledPasswordResetForm
 
 admin.site.site_header = "memportal administration"
@@ -22,6 +22,9 @@ urlpatterns = [
     path("videos/<uuid:video_id>/cancel/", views.video_cancel, name="video-cancel"),
     path("videos/<uuid:video_id>/delete/", views.video_delete, name="video-delete"),
     path("videos/<uuid:video_id>/check/", views.video_check_now, name="video-check"),
+    # The resumable upload endpoint (tus): exempt from the sign-in redirect, it answers 401 itself.
+    path("uploads/tus/", tus.collection, name="tus-collection"),
+    path("uploads/tus/<uuid:upload_id>/", tus.resource, name="tus-upload"),
     path("callbacks/memories/<str:token>/", login_not_required(callbacks.memories_callback),
          name="memories-callback"),
     path("healthz", login_not_required(views.healthz), name="healthz"),

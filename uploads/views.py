@@ -14,7 +14,7 @@ from django.views.decorators.http import require_GET, require_POST, require_safe
 
 from . import actions, health, removal, tasks
 from .forms import UploadForm, content_type_for, refusal_reason
-from .models import Team, Video
+from .models import PartialUpload, Team, Video
 from .upload_handlers import refusals
 
 
@@ -102,7 +102,8 @@ def store_files(request, team, key, files, title, refused):
     stored = []
     numbered = len(files) > 1 and title
     quota = settings.MEMPORTAL_TEAM_STORAGE_BYTES
-    used = team.stored_bytes() if quota else 0
+    # Unfinished resumable uploads hold their whole length from their start (uploads/resumable.py).
+    used = team.stored_bytes() + PartialUpload.objects.reserved_bytes(team) if quota else 0
     for index, uploaded in enumerate(files, start=1):
         reason = refusal_reason(uploaded)
         if not reason and quota and used + uploaded.size > quota:

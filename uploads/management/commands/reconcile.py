@@ -22,6 +22,7 @@ from django.db import close_old_connections
 from uploads import actions, health, reports
 from uploads.models import RelayHold, Team, Video
 from uploads.removal import purge_uploads
+from uploads.resumable import expire_partial_uploads
 from uploads.tasks import live_checks, live_relays, perform
 
 logger = logging.getLogger(__name__)
@@ -54,9 +55,11 @@ def reconcile(stale_after=None):
 
 def clock_round(every, stale_after=None):
     """One round of the clock (`reconcile --every N`): the pass, then a ping on every queue whose
-    previous ping has run. Returns what reconcile() returns."""
+    previous ping has run, then expired resumable uploads removed (and finishes that died
+    redone). Returns what reconcile() returns."""
     result = reconcile(stale_after)
     health.enqueue_pings(every)
+    expire_partial_uploads()  # unfinished resumable uploads past MEMPORTAL_UPLOAD_EXPIRE_HOURS
     return result
 
 
