@@ -21,13 +21,17 @@ os.umask(0o027)
 
 def load_local_env(path):
     """Defaults from var/secrets.env (written once by the Makefile), so `manage.py` works on a
-    developer's machine without sourcing it. The real environment always wins."""
+    developer's machine without sourcing it: its keys, and the loopback host names with no
+    callbacks (the Makefile's local runs). The real environment always wins; a production
+    install has no such file (docs/deploy.md: /etc/memportal/env)."""
     if not path.is_file():
         return
     for line in path.read_text().splitlines():
         name, sep, value = line.partition("=")
         if sep and name.strip() and not name.lstrip().startswith("#"):
             os.environ.setdefault(name.strip(), value.strip())
+    os.environ.setdefault("DJANGO_ALLOWED_HOSTS", "127.0.0.1,localhost")
+    os.environ.setdefault("MEMPORTAL_PUBLIC_URL", "")
 
 
 load_local_env(VAR_DIR / "secrets.env")
