@@ -23,8 +23,11 @@ echo "== bringing both databases to the same migrations"
 DATABASE_URL="$FROM" $PY manage.py migrate --no-input -v0
 DATABASE_URL="$TO" $PY manage.py migrate --no-input -v0
 echo "== copying the rows"
-# contenttypes and permissions are made by migrate on the target; natural keys map them.
-DATABASE_URL="$FROM" $PY manage.py dumpdata --all --natural-foreign --natural-primary \
+# contenttypes and permissions are made by migrate on the target: rows that point at them name
+# them by natural key. Every row keeps its own primary key (no --natural-primary): user ids are
+# also stored as plain values (sessions, task arguments, admin log entries).
+DATABASE_URL="$FROM" $PY manage.py remove_stale_contenttypes --no-input -v0
+DATABASE_URL="$FROM" $PY manage.py dumpdata --all --natural-foreign \
   -e contenttypes -e auth.permission --output "$work/portal.json"
 DATABASE_URL="$TO" $PY manage.py loaddata "$work/portal.json" -v0
 echo "== comparing what each table holds"

@@ -25,7 +25,8 @@ from django.core.files.base import ContentFile
 from uploads import tasks
 from uploads.followups import RelayVideo
 from uploads.models import ApiKey, Membership, Team, Video
-user = get_user_model().objects.create_user("mia", "mia@example.com", "a long enough password")
+get_user_model().objects.create_user("gone", "gone@example.com", "a long enough password").delete()
+user = get_user_model().objects.create_user("mia", "mia@example.com", "a long enough password")  # id 2
 team = Team.objects.create(name="Team One", slug="team-one")
 Membership.objects.create(user=user, team=team)
 key = ApiKey(team=team, label="Main key")
@@ -44,10 +45,12 @@ for name, status in [("queued.mp4", "queued"), ("ready.mp4", "ready")]:
 
 STATE = """
 import json
+from django.contrib.auth import get_user_model
 from uploads.models import ApiKey, Video
 print(json.dumps({"videos": {v.original_name: [v.status, v.file.name, v.file.storage.exists(v.file.name)]
                              for v in Video.objects.all()},
-                  "key": ApiKey.objects.get().reveal() == KEY}))
+                  "key": ApiKey.objects.get().reveal() == KEY,
+                  "users": list(get_user_model().objects.values_list("pk", "username"))}))
 """
 
 
@@ -114,11 +117,18 @@ def test_a_portal_moves_to_postgresql_and_s3_with_nothing_lost_and_its_queue_sti
         s3.delete_object(Bucket=BUCKET, Key=item["Key"])
     media = str(old_var / "media")
     assert "copied 2, already there 0, missing 0" in manage(new, "copy_stored_files", "--from-folder", media)
-    assert "copied 0, already there 2, missing 0" in manage(new, "copy_stored_files", "--from-folder", media)
+    # Meanwhile a video copied in the first run was deleted: the final run (portal stopped)
+    # copies nothing again and removes that copy.
+    s3.put_object(Bucket=BUCKET, Key="videos/team-one/2026/01/deleted-since.mp4", Body=b"gone")
+    assert "copied 0, already there 2, missing 0, removed 1 no video holds" in manage(
+        new, "copy_stored_files", "--from-folder", media, "--prune")
+    assert "videos/team-one/2026/01/deleted-since.mp4" not in {
+        item["Key"] for item in s3.list_objects_v2(Bucket=BUCKET)["Contents"]}
     shutil.rmtree(old_var)  # nothing of the old portal is left to read
 
     state = json.loads(manage(new, "shell", "-v0", "-c", STATE.replace("KEY", repr(TEST_KEY))))
     assert state["key"] is True  # the key still decrypts
+    assert state["users"] == [[2, "mia"]]  # ids kept: sessions and task rows name users by id
     assert {name: (status, exists) for name, (status, _, exists) in state["videos"].items()} == {
         "queued.mp4": ("queued", True), "ready.mp4": ("ready", True)}
 

@@ -18,8 +18,11 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("--from-folder", required=True, help="the folder the files are in now (var/media)")
         parser.add_argument("--dry-run", action="store_true", help="say what would be copied, copy nothing")
+        parser.add_argument("--prune", action="store_true",
+                            help="also remove files under videos/ in the new storage that no video holds any more "
+                                 "(deleted or purged since an earlier run): run it with the portal stopped")
 
-    def handle(self, *args, from_folder, dry_run, **options):
+    def handle(self, *args, from_folder, dry_run, prune, **options):
         source = FileSystemStorage(location=from_folder)
         target = Video._meta.get_field("file").storage
         if isinstance(target, FileSystemStorage) and target.path("") == source.path(""):
@@ -39,12 +42,33 @@ class Command(BaseCommand):
                 if not dry_run:
                     target.delete(name)  # an earlier copy that did not finish
             if not dry_run:
-                with source.open(name, "rb") as fileobj:
+                try:
+                    fileobj = source.open(name, "rb")
+                except FileNotFoundError:  # deleted or purged meanwhile: nothing to keep
+                    continue
+                with fileobj:
                     saved = target.save(name, fileobj)
                 if saved != name or target.size(name) != video.size:
                     raise CommandError(f"video {video.pk}: {name} was not copied whole (stored as {saved})")
             copied += 1
+        pruned = self.prune(target, dry_run) if prune else 0
         verb = "would copy" if dry_run else "copied"
-        self.stdout.write(f"copy_stored_files: {verb} {copied}, already there {present}, missing {missing}")
+        self.stdout.write(f"copy_stored_files: {verb} {copied}, already there {present}, missing {missing}"
+                          + (f", {'would remove' if dry_run else 'removed'} {pruned} no video holds" if prune else ""))
         if missing:
             raise CommandError(f"{missing} stored file(s) missing from {from_folder}: nothing was changed for them")
+
+    def prune(self, target, dry_run, folder="videos"):
+        """Remove what an earlier run copied of videos deleted or purged since (their local file
+        went, their copy would stay in the bucket for ever); returns how many."""
+        held = set(Video.objects.exclude(file="").values_list("file", flat=True))
+        removed = 0
+        folders, files = target.listdir(folder)
+        for name in (f"{folder}/{file}" for file in files):
+            if name not in held:
+                removed += 1
+                if not dry_run:
+                    target.delete(name)
+        for sub in folders:
+            removed += self.prune(target, dry_run, f"{folder}/{sub}")
+        return removed
