@@ -15,6 +15,10 @@ demo-member (seed_demo) signs in through nginx, then:
   files of nginx and gunicorn, deleted ones included, and var/…/media, sampled every 20 ms);
   a declared length over client_max_body_size gets nginx's 413 with nothing written and nothing
   sent to gunicorn; a chunked body and an anonymous one are refused by the portal before reading;
+- a resumed upload through /uploads/tus/ (bench/nginx_resumable.py): --resumable-mib in the portal's
+  chunks (8 MiB), the chunk after the half cut off half-way; the offset is then the last whole chunk,
+  the file is stored whole, under one chunk is sent again, and a chunk declared over the location's
+  client_max_body_size gets nginx's 413;
 - no log line of nginx holds a callback path (a callback, one too large, a malformed request,
   and one while gunicorn is down);
 - --slow connections (a third each: request heads sent a byte at a time, silent connections,
@@ -39,6 +43,7 @@ import threading
 import time
 
 import benchlib
+import nginx_resumable
 import nginxlib
 from benchlib import ROOT
 from nginxlib import MIB, Source, post_stream
@@ -46,6 +51,7 @@ from nginxlib import MIB, Source, post_stream
 DB_NAME = "memportal_nginx_check"
 VAR = ROOT / "var" / "nginx-check"
 SLACK = 64 * MIB
+CHUNK = 8 * MIB  # the portal's default MEMPORTAL_UPLOAD_CHUNK_BYTES
 
 
 class Checks:
@@ -194,6 +200,7 @@ def main():
     parser.add_argument("--limit-mib", type=int, default=1024, help="MEMPORTAL_MAX_UPLOAD_BYTES in MiB (default 1024)")
     parser.add_argument("--buffering", choices=["on", "off"], help="the upload's proxy_request_buffering "
                         "(default: as deploy/nginx/memportal.conf says)")
+    parser.add_argument("--resumable-mib", type=int, default=64, help="the resumed upload's size (default 64)")
     parser.add_argument("--slow", type=int, default=30, help="slow connections held against nginx (default 30)")
     parser.add_argument("--hold", type=float, default=10, help="seconds they are held (default 10)")
     parser.add_argument("--slow-uploads", type=int, default=0, help="also hold N signed-in slow uploads")
@@ -215,6 +222,7 @@ def main():
     env = benchlib.bench_env(DB_NAME, VAR, DJANGO_BEHIND_PROXY="true", MEMPORTAL_STORAGE="local",
                              MEMPORTAL_UPLOAD_TEMP_DIR=VAR / "tmp", MEMPORTAL_MAX_UPLOAD_BYTES=limit,
                              MEMPORTAL_MAX_REQUEST_BYTES=limit + MIB, MEMPORTAL_DB_CONN_MAX_AGE=0,
+                             MEMPORTAL_UPLOAD_CHUNK_BYTES=CHUNK,  # the /uploads/tus/ location's size
                              DJANGO_SECURE_HSTS_SECONDS=60)  # HSTS is sent only to a request the portal sees as https
     benchlib.setup_database(DB_NAME, env)
     port, redirect_port, gport = nginxlib.free_port(), nginxlib.free_port(), nginxlib.free_port()
@@ -329,6 +337,13 @@ def main():
         check("an anonymous upload is refused from its head (Sign in first), nothing written",
               answer["status"] == 413 and b"Sign in first" in answer["body"] and disk == 0,
               f"{answer['status']} after {answer['sent'] / MIB:.1f} MiB sent, {disk} bytes on disk")
+
+        # A resumed upload through the resumable location.
+        resumable = VAR / "resumable.mp4"
+        Source(args.resumable_mib * MIB, seed=b"resumable").write(resumable)
+        nginx_resumable.resumed_upload(front, cookie, csrf, team, resumable, CHUNK, VAR / "media", gunicorn_log,
+                                       log_lines, check, figures)
+        resumable.unlink()
 
         # Slow and half-open connections against nginx.
         kinds = [("head", "silent", "body")[i % 3] for i in range(args.slow)]

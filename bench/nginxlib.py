@@ -2,7 +2,8 @@
 
 deploy/nginx/memportal.conf is rendered as it is, but for the listen addresses (loopback; TLS
 dropped, or kept with a self-signed certificate), the upstream's port, the log and temporary
-paths and, when asked, the upload location's client_max_body_size and proxy_request_buffering;
+paths and, when asked, the upload location's client_max_body_size and proxy_request_buffering and the
+resumable location's client_max_body_size;
 each change must find its line (the render stops otherwise, so the file and this script cannot
 drift apart). nginx runs from Debian's package, without root if need be:
 `nginx -p VAR -c VAR/nginx.conf -g 'daemon off; pid ...;'`. gunicorn runs the Procfile's `web`
@@ -55,8 +56,8 @@ def _sub(pattern, repl, text, count_expected=None, flags=re.M):
     return new
 
 
-def render(var, *, port, redirect_port, upstream_port, max_request=None, buffering=None, extra_locations="",
-           extra_http="", tls=None, name="nginx"):
+def render(var, *, port, redirect_port, upstream_port, max_request=None, buffering=None, max_chunk=None,
+           extra_locations="", extra_http="", tls=None, name="nginx"):
     """deploy/nginx/memportal.conf for loopback, in var/<name>/; returns that folder. Plain http,
     or with `tls` (certificate, key) its TLS lines as they are but for the certificate's paths."""
     folder = Path(var) / name
@@ -82,6 +83,12 @@ def render(var, *, port, redirect_port, upstream_port, max_request=None, bufferi
     if buffering is not None:
         block = _sub(r"proxy_request_buffering \w+;", f"proxy_request_buffering {buffering};", block, 1)
     text = text.replace(upload.group(), extra_locations + block)
+    resumable = re.search(r"location /uploads/tus/ \{.*?\n    \}", text, re.S)
+    if not resumable:
+        raise SystemExit("invalid run: deploy/nginx/memportal.conf has no `location /uploads/tus/`")
+    if max_chunk is not None:
+        text = text.replace(resumable.group(), _sub(r"client_max_body_size \w+;", f"client_max_body_size {max_chunk};",
+                                                     resumable.group(), 1))
     (folder / "memportal.conf").write_text(text)
     temp = folder / "temp"
     user = "user root;\n" if os.geteuid() == 0 else ""  # as root, workers would run as nobody, who cannot reach var/

@@ -278,6 +278,10 @@ MEMPORTAL_UPLOAD_CHUNK_BYTES = envint("MEMPORTAL_UPLOAD_CHUNK_BYTES", 8 * 1024**
 MEMPORTAL_UPLOAD_EXPIRE_HOURS = envint("MEMPORTAL_UPLOAD_EXPIRE_HOURS", 24)
 MEMPORTAL_UPLOADS_IN_FLIGHT_PER_USER = envint("MEMPORTAL_UPLOADS_IN_FLIGHT_PER_USER", 10)
 MEMPORTAL_UPLOAD_STALL_SECONDS = envint("MEMPORTAL_UPLOAD_STALL_SECONDS", 10)
+# The upload page's script (static/memportal/upload.js) sends each file on its own: one selection
+# (a pick or a drop) may hold this many files; more are refused before a byte is sent. The plain
+# form (JavaScript off) sends a selection in one request: DATA_UPLOAD_MAX_NUMBER_FILES above.
+MEMPORTAL_FILES_PER_SELECTION = envint("MEMPORTAL_FILES_PER_SELECTION", 50)
 if MEMPORTAL_UPLOAD_CHUNK_BYTES < 64 * 1024 or (
         MEMPORTAL_STORAGE == "s3" and (MEMPORTAL_UPLOAD_CHUNK_BYTES < 5 * 1024**2
                                        or -(-MEMPORTAL_MAX_UPLOAD_BYTES // MEMPORTAL_UPLOAD_CHUNK_BYTES) > 5000)):

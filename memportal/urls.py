@@ -16,6 +16,7 @@ urlpatterns = [
     path("", RedirectView.as_view(pattern_name="video-list", permanent=False)),
     path("videos/", views.video_list, name="video-list"),
     path("videos/states/", views.video_states, name="video-states"),
+    path("videos/duplicates/", views.video_duplicates, name="video-duplicates"),
     path("videos/upload/", views.upload, name="upload"),
     path("videos/<uuid:video_id>/", views.video_detail, name="video-detail"),
     path("videos/<uuid:video_id>/retry/", views.video_retry, name="video-retry"),

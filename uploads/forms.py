@@ -1,8 +1,11 @@
-"""The upload form and the checks each file must pass before it is stored."""
+"""The upload form and the checks each file must pass before it is stored, in the words every
+path says them with: the form, the resumable endpoint (uploads/tus.py) and the browser's checks
+before a byte is sent (static/memportal/upload.js gets them from `browser_wording`)."""
 
 from pathlib import PurePath
 
 from django import forms
+from django.template.defaultfilters import filesizeformat
 
 # Extension -> (container name, content type sent to memories.ai). The browser's content type
 # is not trusted: it is derived from the checked extension.
@@ -15,6 +18,43 @@ CONTAINERS = {
 EBML_MAGIC = b"\x1a\x45\xdf\xa3"
 # Old QuickTime files may open with one of these atoms instead of `ftyp`.
 QUICKTIME_ATOMS = {b"moov", b"mdat", b"wide", b"free", b"skip"}
+
+NOT_ACCEPTED = "“{name}” was not accepted: {reason}."
+ONLY_VIDEOS = "only .mp4, .mov, .mkv and .avi videos are accepted"
+EMPTY = "the file is empty"
+SIGNED_OUT = "Your session ended: sign in again, and the upload goes on from where it stopped."
+
+
+def not_accepted(name, reason):
+    return NOT_ACCEPTED.format(name=name, reason=reason)
+
+
+def not_its_container(extension):
+    return f"its content is not {CONTAINERS[extension][0]}, whatever its name says"
+
+
+def too_large(limit):
+    return f"it is larger than the limit of {filesizeformat(limit)}"
+
+
+def too_many_in_flight(count):
+    return (f"you have {count} uploads under way, the most one person may have at once: "
+            "let one finish or cancel one, then try again")
+
+
+def too_many_chosen(most):
+    return f"one selection may hold at most {most} files: pick at most {most} at a time and try again"
+
+
+def browser_wording(max_bytes, files_per_selection):
+    """The refusals the upload page's script says before sending anything: these very sentences
+    ("{count}" is filled in by the page)."""
+    return {
+        "not_accepted": NOT_ACCEPTED, "only_videos": ONLY_VIDEOS, "empty": EMPTY,
+        "not_its_container": {extension: not_its_container(extension) for extension in CONTAINERS},
+        "too_large": too_large(max_bytes), "too_many_chosen": too_many_chosen(files_per_selection),
+        "too_many_in_flight": too_many_in_flight("{count}"), "signed_out": SIGNED_OUT,
+    }
 
 
 def container_matches(extension: str, head: bytes) -> bool:
@@ -33,14 +73,14 @@ def refusal_reason(uploaded) -> str | None:
     """Why this file cannot be accepted, in words for the user; None if it is fine."""
     extension = PurePath(uploaded.name).suffix.lower()
     if extension not in CONTAINERS:
-        return "only .mp4, .mov, .mkv and .avi videos are accepted"
+        return ONLY_VIDEOS
     if uploaded.size == 0:
-        return "the file is empty"
+        return EMPTY
     uploaded.seek(0)
     head = uploaded.read(16)
     uploaded.seek(0)
     if not container_matches(extension, head):
-        return f"its content is not {CONTAINERS[extension][0]}, whatever its name says"
+        return not_its_container(extension)
     return None
 
 

@@ -32,7 +32,7 @@ from django.utils.http import http_date
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
 
 from . import resumable
-from .forms import content_type_for, refusal_reason
+from .forms import SIGNED_OUT, content_type_for, not_accepted, refusal_reason, too_large, too_many_in_flight
 from .models import PartialUpload, Team
 from .resumable import Forbidden, Refused, TooLarge, TooMany, UploadError
 from .views import no_key_message
@@ -41,7 +41,6 @@ TUS_VERSION = "1.0.0"
 TUS_EXTENSIONS = "creation,termination,expiration"
 CHUNK_TYPE = "application/offset+octet-stream"
 METADATA_MAX_CHARS = 4096
-SIGNED_OUT = "Your session ended: sign in again, and the upload goes on from where it stopped."
 
 
 def answer(status, message="", headers=None):
@@ -114,10 +113,6 @@ def dispatch(request, handler, method, *args, **kwargs):
         return handler(request, method, *args, **kwargs)
     except UploadError as error:
         return answer(error.status, error.message, error.headers)
-
-
-def not_accepted(name, reason):
-    return f"“{name}” was not accepted: {reason}."
 
 
 class NoBytesYet(Exception):
@@ -225,7 +220,7 @@ def collection(request, method):
         raise Refused(not_accepted(name, reason))
     limit = settings.MEMPORTAL_MAX_UPLOAD_BYTES
     if length > limit:
-        raise TooLarge(not_accepted(name, f"it is larger than the limit of {filesizeformat(limit)}"))
+        raise TooLarge(not_accepted(name, too_large(limit)))
 
     def refusal(reserved, in_flight):
         quota, most = settings.MEMPORTAL_TEAM_STORAGE_BYTES, settings.MEMPORTAL_UPLOADS_IN_FLIGHT_PER_USER
@@ -235,9 +230,7 @@ def collection(request, method):
                 f"{team} may keep {filesizeformat(quota)} of videos on the portal and keeps {filesizeformat(used)}: "
                 "delete videos it no longer needs, or ask your team admin")))
         if in_flight >= most:
-            return TooMany(not_accepted(name, (
-                f"you have {in_flight} uploads under way, the most one person may have at once: "
-                "let one finish or cancel one, then try again")), {"Retry-After": "60"})
+            return TooMany(not_accepted(name, too_many_in_flight(in_flight)), {"Retry-After": "60"})
         return None
 
     upload = resumable.create(owner=user, team=team, filename=name, title=metadata.get("title", "")[:200],

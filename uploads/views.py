@@ -8,12 +8,14 @@ from django.contrib import messages
 from django.http import Http404, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.template.defaultfilters import filesizeformat
+from django.urls import reverse
 from django.utils.cache import patch_vary_headers
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST, require_safe
 
 from . import actions, health, removal, tasks
-from .forms import UploadForm, content_type_for, refusal_reason
+from .forms import (CONTAINERS, QUICKTIME_ATOMS, UploadForm, browser_wording, content_type_for, not_accepted,
+                    refusal_reason)
 from .models import PartialUpload, Team, Video
 from .upload_handlers import refusals
 
@@ -79,7 +81,7 @@ def upload(request):
             else:
                 stored = store_files(request, team, key, files, form.cleaned_data["title"], refused)
                 for name, reason in refused:
-                    messages.error(request, f"“{name}” was not accepted: {reason}.")
+                    messages.error(request, not_accepted(name, reason))
                 if stored:
                     messages.success(request, f"{len(stored)} video{'s' if len(stored) != 1 else ''} "
                                               "stored and queued for memories.ai.")
@@ -88,6 +90,52 @@ def upload(request):
     return render(request, "uploads/upload.html", {
         "form": form, "teams": teams, "max_upload": settings.MEMPORTAL_MAX_UPLOAD_BYTES,
         "key_problems": [(t, no_key_message(t)) for t in teams if not t.usable_key()],
+        "resumable": resumable_config(),
+    })
+
+
+UPLOADS_AT_ONCE = 3  # files the upload page sends at the same time; the others wait their turn
+
+
+def resumable_config():
+    """What the upload page's script (static/memportal/upload.js) needs to send files one by one
+    through the resumable endpoint (uploads/tus.py): its limits and the form's refusals, worded alike."""
+    max_bytes, per_selection = settings.MEMPORTAL_MAX_UPLOAD_BYTES, settings.MEMPORTAL_FILES_PER_SELECTION
+    return {
+        "endpoint": reverse("tus-collection"), "duplicates_url": reverse("video-duplicates"),
+        "states_url": reverse("video-states"), "sign_in_url": f"{reverse('login')}?next={reverse('video-list')}",
+        "chunk_size": settings.MEMPORTAL_UPLOAD_CHUNK_BYTES, "max_bytes": max_bytes,
+        "files_per_selection": per_selection, "in_flight_per_user": settings.MEMPORTAL_UPLOADS_IN_FLIGHT_PER_USER,
+        "stall_seconds": settings.MEMPORTAL_UPLOAD_STALL_SECONDS, "at_once": UPLOADS_AT_ONCE,
+        "title_max_length": Video._meta.get_field("title").max_length,
+        "extensions": list(CONTAINERS), "quicktime_atoms": sorted(atom.decode() for atom in QUICKTIME_ATOMS),
+        "wording": browser_wording(max_bytes, per_selection),
+    }
+
+
+@require_GET
+@never_cache
+def video_duplicates(request):
+    """The upload page's early warning: videos of the user's teams (or of `team`) with this
+    original name and size. Those the user may see are named; of the others (a teammate's) only
+    that there are some."""
+    name, size = request.GET.get("name", "")[:255], request.GET.get("size", "")
+    if not name or not size.isascii() or not size.isdigit():
+        return JsonResponse({"error": "name and size (in bytes) are needed"}, status=400)
+    teams = Team.objects.of_member(request.user)
+    team = request.GET.get("team", "")
+    if team:
+        teams = teams.filter(pk=int(team)) if team.isascii() and team.isdigit() else teams.none()
+    same = (Video.objects.alive().filter(team__in=teams, original_name=name, size=int(size))
+            .exclude(status=Video.Status.CANCELLED))
+    seen = Video.objects.visible_to(request.user).values("pk")
+    visible = list(same.filter(pk__in=seen).select_related("owner")[:5])
+    return JsonResponse({
+        "videos": [{"id": str(v.pk), "url": reverse("video-detail", args=[v.pk]), "name": v.display_name,
+                    "status": v.status, "label": v.get_status_display(), "mine": v.owner_id == request.user.pk,
+                    "owner": v.owner.get_username(), "uploaded": v.created_at.date().isoformat()}
+                   for v in visible],
+        "team_has_it": same.exclude(pk__in=seen).exists(),
     })
 
 
