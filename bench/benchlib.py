@@ -102,6 +102,33 @@ def start(argv, env, log_path, **kwargs):
         return subprocess.Popen(argv, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, **kwargs)
 
 
+def procfile_web_argv(env):
+    """The Procfile's `web` line as argv, each ${NAME:-default} expanded with `env`."""
+    line = next(line for line in (ROOT / "Procfile").read_text().splitlines() if line.startswith("web:"))
+    return shlex.split(re.sub(r"\$\{(\w+):-([^}]*)\}", lambda m: env.get(m.group(1)) or m.group(2), line[4:]))
+
+
+def start_web(argv, env, log, seconds=60):
+    """Start gunicorn (`argv`, in its own session) and wait until GET /healthz on its
+    MEMPORTAL_BIND answers 200 with every worker booted; an invalid run if it does not."""
+    import urllib.request
+
+    proc = start(argv, env, log, start_new_session=True)
+    workers = int(argv[argv.index("--workers") + 1])
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"http://{env['MEMPORTAL_BIND']}/healthz", timeout=5) as answer:
+                if answer.status == 200 and len(children(proc.pid)) >= workers:
+                    return proc
+        except OSError:  # not listening yet, or not healthy yet (HTTPError)
+            if proc.poll() is not None:
+                break
+        time.sleep(0.2)
+    stop(proc)
+    raise SystemExit(f"invalid run: gunicorn did not start; see {log}")
+
+
 def stop(proc, timeout=30):
     """SIGTERM if it still runs, then SIGKILL if it has not exited within `timeout` seconds."""
     if proc.poll() is None:

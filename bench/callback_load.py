@@ -47,22 +47,10 @@ def start_gunicorn(workers, threads, label):
         port = sock.getsockname()[1]
     env = benchlib.bench_env(DB_NAME, VAR, MEMPORTAL_BIND=f"127.0.0.1:{port}", WEB_CONCURRENCY=workers,
                              PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
-    line = next(line for line in (ROOT / "Procfile").read_text().splitlines() if line.startswith("web:"))
-    argv = shlex.split(re.sub(r"\$\{(\w+):-([^}]*)\}", lambda m: env.get(m.group(1)) or m.group(2), line[4:]))
+    argv = benchlib.procfile_web_argv(env)
     argv[argv.index("--threads") + 1] = str(threads)
     log = VAR / f"gunicorn-{label}.log"
-    proc, base = benchlib.start(argv, env, log, start_new_session=True), f"http://127.0.0.1:{port}"
-    for _ in range(300):
-        try:
-            with urllib.request.urlopen(base + "/healthz", timeout=5) as answer:
-                if answer.status == 200 and len(children(proc.pid)) >= workers:
-                    return proc, base, argv
-        except OSError:
-            if proc.poll() is not None:
-                break
-        time.sleep(0.2)
-    benchlib.stop(proc)
-    raise SystemExit(f"invalid run: gunicorn did not start; see {log}")
+    return benchlib.start_web(argv, env, log), f"http://127.0.0.1:{port}", argv
 
 
 def wrk(base, targets, args, seconds, seed):

@@ -17,7 +17,6 @@ import http.client
 import os
 import re
 import select
-import shlex
 import shutil
 import socket
 import subprocess
@@ -149,21 +148,8 @@ def start_gunicorn(env, port, log):
     """The Procfile's web line, ${NAME:-default} expanded with `env`."""
     env = {**env, "MEMPORTAL_BIND": f"127.0.0.1:{port}",
            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"}
-    line = next(line for line in (ROOT / "Procfile").read_text().splitlines() if line.startswith("web:"))
-    argv = shlex.split(re.sub(r"\$\{(\w+):-([^}]*)\}", lambda m: env.get(m.group(1)) or m.group(2), line[4:]))
-    proc = benchlib.start(argv, env, log, start_new_session=True)
-    workers = int(argv[argv.index("--workers") + 1])
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if get(("127.0.0.1", port), "/healthz")[0] == 200 and len(children(proc.pid)) >= workers:
-                return proc, argv
-        except OSError:
-            if proc.poll() is not None:
-                break
-        time.sleep(0.2)
-    benchlib.stop(proc)
-    raise SystemExit(f"invalid run: gunicorn did not start; see {log}")
+    argv = benchlib.procfile_web_argv(env)
+    return benchlib.start_web(argv, env, log), argv
 
 
 def wait_port(port, proc, log, seconds=20):
