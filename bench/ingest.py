@@ -92,13 +92,13 @@ def curl(url, path, cookie, csrf):
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     code, seconds, location = (done.stdout.split() + [""])[:3]
     return {"status": int(code or 0), "seconds": float(seconds or 0), "location": location, "stderr": done.stderr,
-            "curl_cpu": after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime}
+            "client_cpu": after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime}
 
 
-def measure(target, path, size, sha256, cookie, csrf, s3, baseline=False):
-    """One upload through `target`'s nginx; its figures, after checking what was stored (then removed)."""
-    from uploads.models import Video
-
+def observed(target, size, send):
+    """`send()` (an upload of `size` bytes to `target`, returning a dict with at least its
+    "seconds" and the client's CPU s as "client_cpu") with what gunicorn's workers, nginx and the
+    machine spent meanwhile: (send's answer, the figures)."""
     workers = nginxlib.pids_of(target.gunicorn)[1:]
     nginx_pids = nginxlib.pids_of(target.nginx)
     nginxlib.reset_peak_rss(workers)
@@ -106,22 +106,29 @@ def measure(target, path, size, sha256, cookie, csrf, s3, baseline=False):
     cpu0 = {pid: proc_cpu(pid) for pid in workers + nginx_pids}
     wrote0 = nginxlib.write_bytes(nginx_pids), nginxlib.write_bytes(workers)
     busy0, t0 = benchlib.busy_seconds(), time.monotonic()
-    url = f"http://127.0.0.1:{target.port}" + ("/bench/nginx-write" if baseline else "/videos/upload/")
     with nginxlib.DiskSampler(nginx_pids + workers, VAR, [VAR / "media"]) as disk:
-        answer = curl(url, path, cookie, csrf)
+        answer = send()
     wall = time.monotonic() - t0
     busy = (benchlib.busy_seconds() - busy0) / wall
     wrote = nginxlib.write_bytes(nginx_pids) - wrote0[0], nginxlib.write_bytes(workers) - wrote0[1]
     cpu = {pid: proc_cpu(pid) - cpu0[pid] for pid in workers + nginx_pids}
-    result = {"target": target.name, "bytes": size, "seconds": answer["seconds"],
-              "mib_s": size / MIB / answer["seconds"] if answer["seconds"] else 0,
-              "gunicorn_cpu": sum(cpu[p] for p in workers), "nginx_cpu": sum(cpu[p] for p in nginx_pids),
-              "curl_cpu": answer["curl_cpu"], "machine_busy_cores": busy,
-              # the rest of the machine's busy time: other work, PostgreSQL, moto_server, this process
-              "other_cores": busy - (sum(cpu.values()) + answer["curl_cpu"]) / wall,
-              "peak_rss_minus_idle_mib": max((nginxlib.status_kib(p, "VmHWM") - idle[p]) / 1024 for p in workers),
-              "peak_disk_mib": disk.extra / MIB, "nginx_wrote_mib": wrote[0] / MIB,
-              "gunicorn_wrote_mib": wrote[1] / MIB}
+    return answer, {
+        "target": target.name, "bytes": size, "seconds": answer["seconds"],
+        "mib_s": size / MIB / answer["seconds"] if answer["seconds"] else 0,
+        "gunicorn_cpu": sum(cpu[p] for p in workers), "nginx_cpu": sum(cpu[p] for p in nginx_pids),
+        "curl_cpu": answer["client_cpu"], "machine_busy_cores": busy,
+        # the rest of the machine's busy time: other work, PostgreSQL, moto_server, this process
+        "other_cores": busy - (sum(cpu.values()) + answer["client_cpu"]) / wall,
+        "peak_rss_minus_idle_mib": max((nginxlib.status_kib(p, "VmHWM") - idle[p]) / 1024 for p in workers),
+        "peak_disk_mib": disk.extra / MIB, "nginx_wrote_mib": wrote[0] / MIB, "gunicorn_wrote_mib": wrote[1] / MIB}
+
+
+def measure(target, path, size, sha256, cookie, csrf, s3, baseline=False):
+    """One upload through `target`'s nginx; its figures, after checking what was stored (then removed)."""
+    from uploads.models import Video
+
+    url = f"http://127.0.0.1:{target.port}" + ("/bench/nginx-write" if baseline else "/videos/upload/")
+    answer, result = observed(target, size, lambda: curl(url, path, cookie, csrf))
     if baseline:
         if answer["status"] != 204:
             raise SystemExit(f"invalid run: the nginx write answered {answer['status']} {answer['stderr']}")

@@ -40,37 +40,45 @@ def cut_chunk(addr, path, offset, chunk, headers):
     return len(chunk) // 2
 
 
+def create(addr, headers, size, meta):
+    """A tus upload of `size` bytes created (POST): (status, answer headers, body)."""
+    return tus_request(addr, "POST", "/uploads/tus/", {
+        **headers, "Upload-Length": str(size),
+        "Upload-Metadata": ",".join(f"{k} {base64.b64encode(v.encode()).decode()}" for k, v in meta.items())})
+
+
+def send_chunks(addr, path, headers, read, offset, until, chunk):
+    """PATCHes of `chunk` bytes (`read(offset, n)` gives them) from `offset` while it is below
+    `until`, each at the offset the server answered: (offset, last answer's headers, bytes sent)."""
+    sent, answer = 0, {}
+    while offset < until:
+        part = read(offset, chunk)
+        status, answer, body = tus_request(addr, "PATCH", path, {
+            **headers, "Upload-Offset": str(offset), "Content-Type": "application/offset+octet-stream"}, part)
+        if status != 204:
+            raise SystemExit(f"invalid run: a chunk at {offset} answered {status}: {body[:300]!r}")
+        sent += len(part)
+        offset = int(answer["upload-offset"])
+    return offset, answer, sent
+
+
 def resumed_upload(front, cookie, csrf, team, source_path, chunk, media, gunicorn_log, log_lines, check, figures):
     """The checks of a resumed upload of `source_path` in chunks of `chunk` bytes (stored under `media`)."""
     from uploads.models import Video
 
     size = source_path.stat().st_size
     headers = {"Cookie": cookie, "X-CSRFToken": csrf}
-    meta = {"filename": "resumed.mp4", **({"team": team} if team else {})}
-    status, answer, body = tus_request(front, "POST", "/uploads/tus/", {
-        **headers, "Upload-Length": str(size),
-        "Upload-Metadata": ",".join(f"{k} {base64.b64encode(v.encode()).decode()}" for k, v in meta.items())})
+    status, answer, body = create(front, headers, size, {"filename": "resumed.mp4", **({"team": team} if team else {})})
     if status != 201:
         check("a resumable upload is created through nginx", False, f"{status} {body[:200]!r}")
         return
     path = answer["location"]
     patches_before = log_lines(gunicorn_log, "PATCH /uploads/tus/")
     data = source_path.read_bytes()
-    started, sent, offset, half = time.monotonic(), 0, 0, size // 2
+    read = lambda offset, n: data[offset:offset + n]  # noqa: E731
+    started, sent, half = time.monotonic(), 0, size // 2
 
-    def send_from(offset, until):
-        nonlocal sent
-        while offset < until:
-            part = data[offset:offset + chunk]
-            status, answer, body = tus_request(front, "PATCH", path, {
-                **headers, "Upload-Offset": str(offset), "Content-Type": "application/offset+octet-stream"}, part)
-            if status != 204:
-                raise SystemExit(f"invalid run: a chunk at {offset} through nginx answered {status}: {body[:300]!r}")
-            sent += len(part)
-            offset = int(answer["upload-offset"])
-        return offset, answer
-
-    offset, _ = send_from(0, half)
+    offset, _, sent = send_chunks(front, path, headers, read, 0, half, chunk)
     sent += cut_chunk(front, path, offset, data[offset:offset + chunk], headers)
     time.sleep(0.5)
     status, answer, _ = tus_request(front, "HEAD", path, headers)
@@ -78,7 +86,8 @@ def resumed_upload(front, cookie, csrf, team, source_path, chunk, media, gunicor
     check("after a chunk cut half-way, the offset through nginx is the last whole chunk (nginx passed no part of it)",
           status == 200 and resumed_at == offset, f"HEAD {status}, offset {resumed_at / MIB:.1f} MiB, "
                                                   f"{offset / MIB:.1f} MiB sent whole before the cut")
-    offset, last = send_from(resumed_at, size)
+    offset, last, more = send_chunks(front, path, headers, read, resumed_at, size, chunk)
+    sent += more
     seconds = time.monotonic() - started
     video = Video.objects.filter(original_name="resumed.mp4").first()
     stored = nginxlib.sha256_file(media / video.file.name) if video else None

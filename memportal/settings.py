@@ -260,7 +260,8 @@ FILE_UPLOAD_TEMP_DIR = Path(os.environ.get("MEMPORTAL_UPLOAD_TEMP_DIR", VAR_DIR 
 FILE_UPLOAD_TEMP_DIR.mkdir(parents=True, exist_ok=True)
 FILE_UPLOAD_PERMISSIONS = 0o640
 FILE_UPLOAD_DIRECTORY_PERMISSIONS = 0o750
-DATA_UPLOAD_MAX_NUMBER_FILES = 50  # per upload form; more answers templates/400.html
+# Files per request: the upload handler counts them against MEMPORTAL_FILES_PER_SELECTION (below).
+DATA_UPLOAD_MAX_NUMBER_FILES = None
 MEMPORTAL_MAX_UPLOAD_BYTES = envint("MEMPORTAL_MAX_UPLOAD_BYTES", 3 * 1000**3)
 # One request of a signed-in user, all its files together (declared length, checked before the
 # body is read); an anonymous client's (the sign-in form, a callback) is far smaller.
@@ -280,7 +281,7 @@ MEMPORTAL_UPLOADS_IN_FLIGHT_PER_USER = envint("MEMPORTAL_UPLOADS_IN_FLIGHT_PER_U
 MEMPORTAL_UPLOAD_STALL_SECONDS = envint("MEMPORTAL_UPLOAD_STALL_SECONDS", 10)
 # The upload page's script (static/memportal/upload.js) sends each file on its own: one selection
 # (a pick or a drop) may hold this many files; more are refused before a byte is sent. The plain
-# form (JavaScript off) sends a selection in one request: DATA_UPLOAD_MAX_NUMBER_FILES above.
+# form (JavaScript off) sends a selection in one request, refused whole (a 400 page) past this many.
 MEMPORTAL_FILES_PER_SELECTION = envint("MEMPORTAL_FILES_PER_SELECTION", 50)
 if MEMPORTAL_UPLOAD_CHUNK_BYTES < 64 * 1024 or (
         MEMPORTAL_STORAGE == "s3" and (MEMPORTAL_UPLOAD_CHUNK_BYTES < 5 * 1024**2

@@ -11,6 +11,7 @@ from uploads.password_reset import ThrottledPasswordResetForm
 
 admin.site.site_header = "memportal administration"
 admin.site.site_title = "memportal admin"
+handler400 = views.bad_request
 
 urlpatterns = [
     path("", RedirectView.as_view(pattern_name="video-list", permanent=False)),

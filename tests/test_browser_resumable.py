@@ -24,23 +24,14 @@ from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from uploads.models import PartialUpload, Video
 
-from .browser import sign_in
-from .conftest import PASSWORD, ROOT, make_video, padded, sample, wait_until
+from .browser import no_serious_violations, sign_in
+from .conftest import PASSWORD, make_video, padded, sample, wait_until
 from .test_browser import shot
 from .tus_client import create
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 KIB = 1024
 CHUNK = 128 * KIB
-AXE = ROOT / "tests" / "vendor" / "axe-core" / "axe.min.js"
-# Every page reports what its Content-Security-Policy blocked, and the test fails on it.
-CSP_WATCH = """
-document.addEventListener("securitypolicyviolation", function (event) {
-  console.error("CSP violation: " + event.violatedDirective + " blocked " + (event.blockedURI || "inline"));
-});
-"""
-
-
 class Link:
     """A TCP proxy in front of the live server: the browser's link. Bytes from the browser are
     counted as they are passed on (`sent`), at most `rate` bytes a second over all connections
@@ -142,15 +133,10 @@ def link(live_server, chunks):
 
 
 @pytest.fixture
-def page(browser_page):
-    """The browser's page, failing the test on a CSP violation or a script error."""
-    problems = []
-    browser_page.context.add_init_script(CSP_WATCH)
-    browser_page.on("console", lambda message: problems.append(message.text) if (
-        "Content Security Policy" in message.text or "CSP violation" in message.text) else None)
-    browser_page.on("pageerror", lambda error: problems.append(f"script error: {error}"))
-    # What the tus requests got, for the message of a test that fails.
-    browser_page.tus_log = log = []
+def page(strict_page):
+    """The strict page (a CSP violation or a script error fails the test), logging what the tus
+    requests got, for the message of a test that fails."""
+    strict_page.tus_log = log = []
 
     def answered(response):
         if "/uploads/tus/" in response.url:
@@ -160,10 +146,9 @@ def page(browser_page):
     def failed(request):
         if "/uploads/tus/" in request.url:
             log.append((request.method, request.url.rsplit("/", 2)[-2][:8], request.failure))
-    browser_page.on("response", answered)
-    browser_page.on("requestfailed", failed)
-    yield browser_page
-    assert problems == []
+    strict_page.on("response", answered)
+    strict_page.on("requestfailed", failed)
+    return strict_page
 
 
 def video_file(folder, name, size, seed=0):
@@ -238,16 +223,6 @@ def drop_files(page, paths):
     page.dispatch_event("#dropzone", "dragenter", {"dataTransfer": transfer})
     assert "dragging" in page.get_attribute("#dropzone", "class")
     page.dispatch_event("#dropzone", "drop", {"dataTransfer": transfer})
-
-
-def no_serious_violations(page):
-    page.evaluate(AXE.read_text())  # through the DevTools protocol: no script element the CSP would refuse
-    found = page.evaluate("""async () => {
-        const result = await axe.run(document, {resultTypes: ["violations"]});
-        return result.violations.filter(v => v.impact === "serious" || v.impact === "critical")
-            .map(v => v.id + ": " + v.nodes.map(n => n.target.join(" ")).slice(0, 3).join(", "));
-    }""")
-    assert found == []
 
 
 def test_three_files_one_refused_before_sending_progress_and_a_cut_link_resumed_from_the_servers_offset(

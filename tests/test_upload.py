@@ -1,6 +1,7 @@
 """Uploading through the form: what is accepted, what is refused and why, and what is stored."""
 
 import hashlib
+from pathlib import Path
 
 import pytest
 from django.core.files.storage import default_storage
@@ -153,10 +154,15 @@ def test_a_user_in_no_team_is_told_so(client, django_user_model):
 
 
 def test_too_many_files_at_once_gets_a_page_that_says_so(client, member, api_key, settings):
-    settings.DATA_UPLOAD_MAX_NUMBER_FILES = 3
-    files = [upload_file(f"{i}.mp4", sample("sample-h264-aac.mp4").read_bytes()) for i in range(4)]
+    settings.MEMPORTAL_FILES_PER_SELECTION = 3
     client.force_login(member)
+    assert "(up to 3 at once)" in client.get("/videos/upload/").content.decode()
+    files = [upload_file(f"{i}.mp4", sample("sample-h264-aac.mp4").read_bytes()) for i in range(4)]
     response = client.post("/videos/upload/", {"files": files})
     assert response.status_code == 400
-    assert "pick at most 50 files at a time" in response.content.decode()
-    assert not Video.objects.exists()
+    assert ("Nothing was uploaded: one selection may hold at most 3 files: pick at most 3 at a time and try again."
+            in response.content.decode())
+    assert not Video.objects.exists() and not list(Path(settings.FILE_UPLOAD_TEMP_DIR).iterdir())
+    files = [upload_file(f"{i}.mp4", sample("sample-h264-aac.mp4").read_bytes()) for i in range(3)]
+    assert client.post("/videos/upload/", {"files": files}).status_code == 302
+    assert Video.objects.count() == 3

@@ -5,6 +5,7 @@ before a byte is sent (static/memportal/upload.js gets them from `browser_wordin
 from pathlib import PurePath
 
 from django import forms
+from django.conf import settings
 from django.template.defaultfilters import filesizeformat
 
 # Extension -> (container name, content type sent to memories.ai). The browser's content type
@@ -109,14 +110,15 @@ class MultipleFileField(forms.FileField):
 
 
 class UploadForm(forms.Form):
-    files = MultipleFileField(label="Video files", required=False,
-                              help_text="MP4, MOV, MKV or AVI; you can pick several (up to 50 at once).")
+    files = MultipleFileField(label="Video files", required=False)
     title = forms.CharField(max_length=200, required=False,
                             help_text="Optional. With several files, each gets this title and its number.")
     team = forms.ModelChoiceField(queryset=None, empty_label=None)
 
     def __init__(self, *args, teams, **kwargs):
         super().__init__(*args, **kwargs)
+        self.fields["files"].help_text = ("MP4, MOV, MKV or AVI; you can pick several "
+                                          f"(up to {settings.MEMPORTAL_FILES_PER_SELECTION} at once).")
         self.fields["team"].queryset = teams
         if len(teams) == 1:
             # One team: nothing to choose, so no field to tamper with.

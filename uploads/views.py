@@ -5,6 +5,7 @@ import uuid
 
 from django.conf import settings
 from django.contrib import messages
+from django.core.exceptions import TooManyFilesSent
 from django.http import Http404, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.template.defaultfilters import filesizeformat
@@ -15,7 +16,7 @@ from django.views.decorators.http import require_GET, require_POST, require_safe
 
 from . import actions, health, removal, tasks
 from .forms import (CONTAINERS, QUICKTIME_ATOMS, UploadForm, browser_wording, content_type_for, not_accepted,
-                    refusal_reason)
+                    refusal_reason, too_many_chosen)
 from .models import PartialUpload, Team, Video
 from .upload_handlers import refusals
 
@@ -260,3 +261,10 @@ def healthz(request):
                                 content_type="text/plain")
     patch_vary_headers(response, ["Authorization"])
     return response
+
+
+def bad_request(request, exception):
+    """handler400: a request the portal could not read; the plain upload form's selection of too
+    many files says so with the limit (the upload page's script refuses it before sending)."""
+    chosen = isinstance(exception, TooManyFilesSent) and too_many_chosen(settings.MEMPORTAL_FILES_PER_SELECTION)
+    return render(request, "400.html", {"too_many_chosen": chosen}, status=400)
