@@ -6,7 +6,7 @@ from django.contrib.auth.decorators import login_not_required
 from django.urls import include, path
 from django.views.generic import RedirectView
 
-from uploads import callbacks, tus, views
+from uploads import account, callbacks, library, playback, tus, views
 from uploads.password_reset import ThrottledPasswordResetForm
 
 admin.site.site_header = "memportal administration"
@@ -15,11 +15,16 @@ handler400 = views.bad_request
 
 urlpatterns = [
     path("", RedirectView.as_view(pattern_name="video-list", permanent=False)),
-    path("videos/", views.video_list, name="video-list"),
-    path("videos/states/", views.video_states, name="video-states"),
+    path("videos/", library.my_videos, name="video-list"),
+    path("videos/team/", library.team_videos, name="team-videos"),
+    path("videos/states/", library.video_states, name="video-states"),
+    path("videos/bulk/", library.bulk_action, name="video-bulk"),
     path("videos/duplicates/", views.video_duplicates, name="video-duplicates"),
     path("videos/upload/", views.upload, name="upload"),
     path("videos/<uuid:video_id>/", views.video_detail, name="video-detail"),
+    path("videos/<uuid:video_id>/rename/", library.rename, name="video-rename"),
+    path("videos/<uuid:video_id>/media/", playback.media, name="video-media"),
+    path("videos/<uuid:video_id>/thumbnail/", playback.thumbnail, name="video-thumbnail"),
     path("videos/<uuid:video_id>/retry/", views.video_retry, name="video-retry"),
     path("videos/<uuid:video_id>/cancel/", views.video_cancel, name="video-cancel"),
     path("videos/<uuid:video_id>/delete/", views.video_delete, name="video-delete"),
@@ -29,6 +34,8 @@ urlpatterns = [
     path("uploads/tus/<uuid:upload_id>/", tus.resource, name="tus-upload"),
     path("callbacks/memories/<str:token>/", login_not_required(callbacks.memories_callback),
          name="memories-callback"),
+    path("account/", account.profile, name="profile"),
+    path("notices/", account.notices, name="notices"),
     path("healthz", login_not_required(views.healthz), name="healthz"),
     path("accounts/password_reset/", auth_views.PasswordResetView.as_view(form_class=ThrottledPasswordResetForm),
          name="password_reset"),

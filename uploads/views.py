@@ -21,20 +21,6 @@ from .models import PartialUpload, Team, Video
 from .upload_handlers import refusals
 
 
-@require_GET
-@never_cache
-def video_list(request):
-    scope = request.GET.get("scope", "mine")
-    videos = Video.objects.visible_to(request.user).select_related("team", "owner")
-    administers_a_team = Team.objects.administered_by(request.user).exists()
-    if scope != "team" or not administers_a_team:
-        scope = "mine"
-        videos = videos.filter(owner=request.user)
-    return render(request, "uploads/video_list.html", {
-        "videos": videos[:500], "scope": scope, "administers_a_team": administers_a_team,
-    })
-
-
 @never_cache
 def video_detail(request, video_id):
     video = get_object_or_404(Video.objects.visible_to(request.user).select_related("team", "owner", "api_key"),
@@ -43,21 +29,6 @@ def video_detail(request, video_id):
         "video": video, "events": video.events.select_related("actor"),
         "can_act": Video.objects.actionable_by(request.user).filter(pk=video.pk).exists(),
     })
-
-
-@require_GET
-@never_cache
-def video_states(request):
-    """States of the listed videos, for the list's live update (static/memportal/live.js)."""
-    try:
-        ids = [uuid.UUID(value) for value in request.GET.getlist("id")[:500]]
-    except ValueError:
-        raise Http404 from None
-    videos = Video.objects.visible_to(request.user).filter(pk__in=ids).select_related("team")
-    return JsonResponse({"videos": {
-        str(v.pk): {"status": v.status, "label": v.get_status_display(), "next_attempt": v.next_attempt()}
-        for v in videos
-    }})
 
 
 @never_cache

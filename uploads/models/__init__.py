@@ -7,6 +7,7 @@ State changes of a video are not made here but in uploads/lifecycle.py, which ev
 
 from .audit import AuditEvent, audit
 from .partial import PartialUpload
+from .profiles import Profile
 from .teams import (
     ApiKey, MemoriesAccount, Membership, PasswordResetRequest, Team, TeamQuerySet, key_fingerprint,
 )
@@ -17,6 +18,6 @@ from .videos import (
 from .workers import WorkerPing
 
 __all__ = [
-    "ApiKey", "AuditEvent", "audit", "CallbackRecord", "MemoriesAccount", "Membership", "PartialUpload", "PasswordResetRequest", "RelayHold", "Team", "TeamQuerySet", "Video", "VideoEvent",
+    "ApiKey", "AuditEvent", "audit", "CallbackRecord", "MemoriesAccount", "Membership", "PartialUpload", "PasswordResetRequest", "Profile", "RelayHold", "Team", "TeamQuerySet", "Video", "VideoEvent",
     "VideoQuerySet", "new_callback_token", "new_work_token", "token_digest", "video_upload_to", "key_fingerprint", "WorkerPing",
 ]

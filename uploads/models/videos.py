@@ -117,6 +117,9 @@ class Video(models.Model):
     width = models.PositiveIntegerField(null=True, blank=True)
     height = models.PositiveIntegerField(null=True, blank=True)
     has_audio = models.BooleanField(null=True, blank=True)
+    # The storage name of a JPEG still made by the worker from the stored file (beside it, removed
+    # with it); "" until made, or when none could be.
+    thumbnail = models.CharField(max_length=500, blank=True)
 
     attempts = models.PositiveIntegerField(default=0)
     next_attempt_at = models.DateTimeField(null=True, blank=True)
@@ -144,12 +147,21 @@ class Video(models.Model):
     deleted_at = models.DateTimeField(null=True, blank=True)
     remote_deleted_at = models.DateTimeField(null=True, blank=True)
     file_removed_at = models.DateTimeField(null=True, blank=True)
+    # The status_changed_at of the last outcome (ready, failed) its owner was emailed about: one
+    # email per outcome, however many workers or duplicate callbacks see it.
+    mailed_outcome_at = models.DateTimeField(null=True, blank=True)
 
     objects = VideoQuerySet.as_manager()
 
     class Meta:
         ordering = ["-created_at"]
-        indexes = [models.Index(fields=["team", "status"], name="video_team_status_idx")]
+        indexes = [
+            models.Index(fields=["team", "status"], name="video_team_status_idx"),
+            # "My videos" and "Team videos", newest first, and the owner's notices.
+            models.Index(fields=["owner", "-created_at"], name="video_owner_created_idx"),
+            models.Index(fields=["team", "-created_at"], name="video_team_created_idx"),
+            models.Index(fields=["owner", "status_changed_at"], name="video_owner_changed_idx"),
+        ]
 
     def __str__(self):
         return self.display_name
