@@ -103,7 +103,7 @@ def test_a_deactivated_members_videos_stay_with_the_team(client, team_admin, mem
     member.save()
     client.force_login(team_admin)
     assert client.get(f"/videos/{video.pk}/").status_code == 200
-    assert "clip.mp4" in client.get("/videos/?scope=team").content.decode()
+    assert "clip.mp4" in client.get("/videos/team/").content.decode()
     assert "clip.mp4" in client.get("/admin/uploads/video/").content.decode()
     response = client.post(f"/videos/{video.pk}/retry/", follow=True)
     assert "is queued again" in response.content.decode()

@@ -56,6 +56,6 @@ def test_upload_relay_callback_ready(live_server, member, team, api_key, emulato
     assert sorted(video.callbacks.values_list("outcome", flat=True)) == ["applied", "duplicate"]
 
     listing = session.get(f"{live_server.url}/videos/").text
-    row = re.search(r'<tr data-video-id="%s">.*?</tr>' % video.pk, listing, re.S).group(0)
+    row = re.search(r'<tr data-video-id="%s"[^>]*>.*?</tr>' % video.pk, listing, re.S).group(0)
     assert "Launch video" in row and "Ready" in row
     assert TEST_KEY not in output

@@ -182,15 +182,20 @@ def test_a_cancelled_video_is_not_sent(queued, emulator, member):
     assert queued.status == "cancelled"
 
 
-def test_the_list_says_when_a_queued_video_goes_next(queued, emulator, client, member, api_key):
+def test_the_list_says_when_a_queued_video_is_tried_again_and_why_it_waits(queued, emulator, client, member,
+                                                                          api_key):
     emulator.inject("upload", "http", status=503)
     run_worker()
     client.force_login(member)
     queued.refresh_from_db()
-    expected = f"next attempt {timezone.localtime(queued.next_attempt_at):%H:%M:%S}"
-    assert expected in client.get("/videos/").content.decode()
-    states = client.get("/videos/states/", {"id": str(queued.pk)}).json()["videos"]
-    assert states[str(queued.pk)] == {"status": "queued", "label": "Queued", "next_attempt": expected}
+    assert queued.status == "queued" and queued.next_attempt_at > timezone.now()
+    page = client.get("/videos/").content.decode()
+    assert "Trying again under a minute from now (1 attempt so far)." in page
+    states = client.post("/videos/states/", {"ids": [str(queued.pk)]}, content_type="application/json").json()
+    entry = states["videos"][str(queued.pk)]
+    assert {k: entry[k] for k in ("status", "label", "line", "final")} == {
+        "status": "queued", "label": "Queued", "line": "Trying again under a minute from now (1 attempt so far).",
+        "final": False}
 
     api_key.mark_failing("memories.ai refused the team's API key (code 0401)")
-    assert "waiting for a working API key" in client.get("/videos/").content.decode()
+    assert "Waiting for a working memories.ai API key: a team admin can add one." in client.get("/videos/").content.decode()

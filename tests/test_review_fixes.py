@@ -114,5 +114,5 @@ def test_an_ended_sessions_poll_says_so_and_does_not_sign_out(client, member, se
     session = client.session
     session[SEEN_AT] = time.time() - 601
     session.save()
-    response = client.get("/videos/states/")
+    response = client.post("/videos/states/", {"ids": []}, content_type="application/json")
     assert response.status_code == 401 and "_auth_user_id" in client.session  # another tab's upload survives

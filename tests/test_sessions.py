@@ -42,10 +42,10 @@ def test_the_live_poll_does_not_keep_a_session_alive(client, member, settings):
     shift(client, **{SEEN_AT: 500})
     seen = client.session[SEEN_AT]
     for _ in range(3):
-        assert client.get("/videos/states/").status_code == 200
+        assert client.post("/videos/states/", {"ids": []}, content_type="application/json").status_code == 200
     assert client.session[SEEN_AT] == seen
     shift(client, **{SEEN_AT: 601})
-    assert client.get("/videos/states/").status_code == 401  # the page says the session ended
+    assert client.post("/videos/states/", {"ids": []}, content_type="application/json").status_code == 401
 
 
 def test_activity_keeps_it(client, member, settings):

@@ -45,14 +45,16 @@ def test_another_members_video_is_404(client, videos, member):
         assert client.post(f"/videos/{video.pk}/retry/").status_code == 404
         assert client.post(f"/videos/{video.pk}/cancel/").status_code == 404
         assert client.post(f"/videos/{video.pk}/check/").status_code == 404
-    states = client.get("/videos/states/", {"id": [str(v.pk) for v in videos.values()]}).json()
+    states = client.post("/videos/states/", {"ids": [str(v.pk) for v in videos.values()]},
+                         content_type="application/json").json()
     assert set(states["videos"]) == {str(videos["mine"].pk)}
 
 
 def test_a_team_admin_sees_the_teams_videos_on_request(client, videos, team_admin):
     client.force_login(team_admin)
     assert "teammates.mp4" not in client.get("/videos/").content.decode()
-    page = client.get("/videos/?scope=team").content.decode()
+    assert client.get("/videos/?scope=team").status_code == 200  # an old link: just "My videos"
+    page = client.get("/videos/team/").content.decode()
     assert "teammates.mp4" in page and "mine.mp4" in page and "other-team.mp4" not in page
     assert client.get(f"/videos/{videos['teammate'].pk}/").status_code == 200
     assert client.get(f"/videos/{videos['other_team'].pk}/").status_code == 404

@@ -1,54 +1,240 @@
 """The video library: "My videos", "Team videos" for team admins, the live states feed, renaming
-and acting on many videos at once (being written)."""
+and acting on many videos at once.
 
+Sort, filters, search and page are all in the query string (a view can be bookmarked and
+shared); a page costs the same few queries whatever its number or the table's size
+(bench/library.py). Every query of videos starts from Video.objects.visible_to(user).
+"""
+
+import json
 import uuid
 
-from django.http import Http404, JsonResponse
-from django.shortcuts import render
+from django import forms
+from django.contrib import messages
+from django.core.paginator import Paginator
+from django.db import transaction
+from django.db.models import Case, IntegerField, Value, When
+from django.db.models.functions import Coalesce, Lower, NullIf
+from django.http import Http404, HttpResponseBadRequest, JsonResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 
-from .models import Team, Video
+from . import actions, lifecycle, removal, standing, tasks
+from .lifecycle import Source
+from .models import Membership, Team, Video
+from .templatetags.library import duration
+
+S = Video.Status
+PER_PAGE = 25
+MOST_IDS = 1000  # one live-update request; a page lists PER_PAGE
+STATE_ORDER = Case(*(When(status=s, then=Value(i)) for i, s in enumerate(
+    (S.QUEUED, S.SENDING, S.PROCESSING, S.READY, S.FAILED, S.REJECTED, S.CANCELLED))), output_field=IntegerField())
+SORTS = {  # the `sort` parameter: its label and its ordering
+    "newest": ("Newest first", ("-created_at", "-pk")),
+    "oldest": ("Oldest first", ("created_at", "pk")),
+    "name": ("Name, A to Z", (Lower("name").asc(), "pk")),
+    "name-desc": ("Name, Z to A", (Lower("name").desc(), "-pk")),
+    "largest": ("Largest first", ("-size", "-pk")),
+    "smallest": ("Smallest first", ("size", "pk")),
+    "state": ("State", (STATE_ORDER.asc(), "-created_at", "-pk")),
+}
+
+
+class LibraryFilter(forms.Form):
+    """What the list shows, from the query string; a value it does not know is left out."""
+
+    q = forms.CharField(label="Search", required=False, max_length=200,
+                        widget=forms.TextInput(attrs={"type": "search", "placeholder": "Title or file name"}))
+    state = forms.ChoiceField(label="State", required=False, choices=[("", "Any state"), *S.choices])
+    team = forms.TypedChoiceField(label="Team", required=False, coerce=int, empty_value=None)
+    member = forms.TypedChoiceField(label="Member", required=False, coerce=int, empty_value=None)
+    sort = forms.ChoiceField(label="Sort by", required=False, choices=[(k, v[0]) for k, v in SORTS.items()])
+
+    def __init__(self, data, *, teams, members=None):
+        super().__init__(data)
+        self.fields["team"].choices = [("", "All teams"), *((t.pk, t.name) for t in teams)]
+        if members is None:
+            del self.fields["member"]
+        else:
+            self.fields["member"].choices = [("", "Everyone"), *((u.pk, u.get_username()) for u in members)]
+        self.teams = teams
+
+    def chosen(self):
+        """The valid choices as a dict (an invalid field is dropped, not the whole filter)."""
+        self.is_valid()
+        return {name: self.cleaned_data.get(name) for name in self.fields if name not in self.errors}
+
+
+def filtered(videos, chosen):
+    videos = videos.annotate(name=Coalesce(NullIf("title", Value("")), "original_name"))
+    if chosen.get("q"):
+        videos = videos.filter(name__icontains=chosen["q"].strip())
+    if chosen.get("state"):
+        videos = videos.filter(status=chosen["state"])
+    if chosen.get("team"):
+        videos = videos.filter(team_id=chosen["team"])
+    if chosen.get("member"):
+        videos = videos.filter(owner_id=chosen["member"])
+    return videos.order_by(*SORTS[chosen.get("sort") or "newest"][1])
+
+
+def library_page(request, videos, *, teams, members=None, scope):
+    form = LibraryFilter(request.GET, teams=teams, members=members)
+    chosen = form.chosen()
+    page = Paginator(filtered(videos.select_related("team", "owner"), chosen), PER_PAGE).get_page(
+        request.GET.get("page"))
+    rows = list(page.object_list)
+    described = standing.describe(rows)
+    for video in rows:
+        video.standing = described[video.pk]
+    query = request.GET.copy()
+    query.pop("page", None)
+    sort = chosen.get("sort") or "newest"
+    return render(request, "uploads/video_list.html", {
+        "form": form, "page": page, "videos": rows, "scope": scope,
+        "filtered": any(chosen.get(k) for k in ("q", "state", "team", "member")),
+        "query": query.urlencode(), "sort": sort, "sorts": column_sorts(query, sort),
+        "administers_a_team": scope == "team" or Team.objects.administered_by(request.user).exists(),
+        "can_act": set(Video.objects.actionable_by(request.user).filter(pk__in=[v.pk for v in rows])
+                       .values_list("pk", flat=True)),
+        "here": request.get_full_path(),
+    })
+
+
+COLUMNS = {"name": ("name", "name-desc"), "size": ("largest", "smallest"), "date": ("newest", "oldest"),
+           "state": ("state", "state")}
+ARIA_SORT = {"name": "ascending", "name-desc": "descending", "newest": "descending", "oldest": "ascending",
+             "largest": "descending", "smallest": "ascending", "state": "ascending"}
+
+
+def column_sorts(query, current):
+    """Per sortable column: the link that sorts by it (again: the other way) and its aria-sort."""
+    sorts = {}
+    for column, (first, second) in COLUMNS.items():
+        target = second if current == first else first
+        link = query.copy()
+        link["sort"] = target
+        sorts[column] = {"link": "?" + link.urlencode(),
+                         "aria": ARIA_SORT[current] if current in (first, second) else ""}
+    return sorts
 
 
 @require_GET
 @never_cache
 def my_videos(request):
-    scope = request.GET.get("scope", "mine")
-    videos = Video.objects.visible_to(request.user).select_related("team", "owner")
-    administers_a_team = Team.objects.administered_by(request.user).exists()
-    if scope != "team" or not administers_a_team:
-        scope = "mine"
-        videos = videos.filter(owner=request.user)
-    return render(request, "uploads/video_list.html", {
-        "videos": videos[:500], "scope": scope, "administers_a_team": administers_a_team,
-    })
-
-
-def team_videos(request):
-    raise Http404
+    videos = Video.objects.visible_to(request.user).filter(owner=request.user)
+    teams = list(Team.objects.filter(pk__in=videos.values("team_id")).order_by("name"))
+    return library_page(request, videos, teams=teams, scope="mine")
 
 
 @require_GET
 @never_cache
+def team_videos(request):
+    """The videos of the teams the user administers (a member gets a 404: the page is not theirs)."""
+    teams = list(Team.objects.administered_by(request.user).order_by("name"))
+    if not teams:
+        raise Http404
+    videos = Video.objects.visible_to(request.user).filter(team__in=teams)
+    users = {m.user_id: m.user for m in Membership.objects.filter(team__in=teams).select_related("user")}
+    members = sorted(users.values(), key=lambda u: u.get_username().lower())
+    return library_page(request, videos, teams=teams, members=members, scope="team")
+
+
+def feed_entry(video, described):
+    return {**described, "thumbnail": reverse("video-thumbnail", args=[video.pk]) if video.thumbnail else "",
+            "duration": duration(video.duration_seconds)}
+
+
+@require_POST
+@never_cache
 def video_states(request):
-    """States of the listed videos, for the list's live update (static/memportal/live.js)."""
+    """Where the listed videos stand, for the live update (static/memportal/live.js): a JSON body
+    {"ids": [...]} (any number of ids up to MOST_IDS, in the body, never the query string)."""
     try:
-        ids = [uuid.UUID(value) for value in request.GET.getlist("id")[:500]]
-    except ValueError:
-        raise Http404 from None
-    videos = Video.objects.visible_to(request.user).filter(pk__in=ids).select_related("team")
-    return JsonResponse({"videos": {
-        str(v.pk): {"status": v.status, "label": v.get_status_display(), "next_attempt": v.next_attempt()}
-        for v in videos
-    }})
+        ids = [uuid.UUID(str(value)) for value in json.loads(request.body or b"{}").get("ids", [])[:MOST_IDS]]
+    except (ValueError, TypeError, AttributeError):
+        return HttpResponseBadRequest("Send {\"ids\": [video ids]} as JSON.")
+    videos = list(Video.objects.visible_to(request.user).filter(pk__in=ids).select_related("team"))
+    described = standing.describe(videos)
+    return JsonResponse({"videos": {str(v.pk): feed_entry(v, described[v.pk]) for v in videos}})
+
+
+BULK = {  # action: (verb for the confirmation, done, refused, action or None for delete)
+    "retry": ("Retry", "{n} queued again", "{n} could not be retried (only failed or rejected videos with their "
+              "file can be)", actions.retry),
+    "cancel": ("Cancel", "{n} cancelled", "{n} could not be cancelled (only queued videos can be)", actions.cancel),
+    "delete": ("Delete", "{n} deleted, here and at memories.ai", "", None),
+}
+
+
+def count_of(n):
+    return f"{n} video{'s' if n != 1 else ''}"
+
+
+def back_to(request, default="video-list"):
+    target = request.POST.get("next", "")
+    if url_has_allowed_host_and_scheme(target, {request.get_host()}, require_https=request.is_secure()):
+        return redirect(target)
+    return redirect(default)
 
 
 @require_POST
 def bulk_action(request):
-    raise Http404
+    """Retry, cancel or delete the chosen videos: first a page that names how many, then done."""
+    action = request.POST.get("action")
+    if action not in BULK:
+        return HttpResponseBadRequest("Choose retry, cancel or delete.")
+    try:
+        ids = {uuid.UUID(value) for value in request.POST.getlist("video")[:MOST_IDS]}
+    except ValueError:
+        return HttpResponseBadRequest("A chosen video is not a video.")
+    videos = list(Video.objects.actionable_by(request.user).filter(pk__in=ids).select_related("team"))
+    if not videos:
+        messages.error(request, "Choose at least one of your videos first.")
+        return back_to(request)
+    verb, done, refused, run = BULK[action]
+    if request.POST.get("confirmed") != "yes":
+        return render(request, "uploads/bulk_confirm.html", {
+            "action": action, "verb": verb, "videos": videos, "count": count_of(len(videos)),
+            "next": request.POST.get("next", ""), "unknown": len(ids) - len(videos)})
+    if run is None:
+        tasks.enqueue(removal.delete_videos([v.pk for v in videos], request.user).work)
+        succeeded = len(videos)
+    else:
+        succeeded = sum(1 for v in videos if tasks.perform(run, v.pk, request.user))
+    if succeeded:
+        messages.success(request, done.format(n=count_of(succeeded)) + ".")
+    if len(videos) - succeeded:
+        messages.error(request, refused.format(n=count_of(len(videos) - succeeded)) + ".")
+    return back_to(request)
+
+
+class RenameForm(forms.Form):
+    title = forms.CharField(label="Title", max_length=200, required=False,
+                            help_text="Leave it empty to show the file name.")
 
 
 @require_POST
 def rename(request, video_id):
-    raise Http404
+    video = get_object_or_404(Video.objects.visible_to(request.user), pk=video_id)
+    if not Video.objects.actionable_by(request.user).filter(pk=video.pk).exists():
+        messages.error(request, f"You are no longer a member of {video.team}: “{video}” is shown read-only.")
+        return back_to(request)
+    form = RenameForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, f"The title was not changed: {form.errors['title'][0]}")
+        return back_to(request)
+    title = " ".join(form.cleaned_data["title"].split())
+    with transaction.atomic():
+        locked = lifecycle.locked(video.pk)
+        if locked.title != title:
+            before = locked.display_name
+            Video.objects.filter(pk=locked.pk).update(title=title)
+            locked.title = title
+            lifecycle.record(locked, Source.USER, locked.status, locked.status,
+                             f"renamed from “{before}” to “{locked.display_name}”", actor=request.user)
+    messages.success(request, f"Renamed to “{locked.display_name}”.")
+    return back_to(request)

@@ -14,7 +14,7 @@ from django.utils.cache import patch_vary_headers
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST, require_safe
 
-from . import actions, health, removal, tasks
+from . import actions, health, removal, standing, tasks, timeline
 from .forms import (CONTAINERS, QUICKTIME_ATOMS, UploadForm, browser_wording, content_type_for, not_accepted,
                     refusal_reason, too_many_chosen)
 from .models import PartialUpload, Team, Video
@@ -26,7 +26,8 @@ def video_detail(request, video_id):
     video = get_object_or_404(Video.objects.visible_to(request.user).select_related("team", "owner", "api_key"),
                               pk=video_id)
     return render(request, "uploads/video_detail.html", {
-        "video": video, "events": video.events.select_related("actor"),
+        "video": video, "standing": standing.describe([video])[video.pk],
+        "timeline": timeline.entries(video.events.select_related("actor")),
         "can_act": Video.objects.actionable_by(request.user).filter(pk=video.pk).exists(),
     })
 

@@ -539,8 +539,10 @@
       statesTimer = null;
       var pending = rows.filter(function (row) { return row.state === "done" && row.videoId && !FINAL[row.badge.getAttribute("data-status")]; });
       if (!pending.length) { return; }
-      var query = pending.map(function (row) { return "id=" + encodeURIComponent(row.videoId); }).join("&");
-      fetch(config.states_url + "?" + query, { credentials: "same-origin", headers: { Accept: "application/json" } })
+      var ids = pending.map(function (row) { return row.videoId; });
+      fetch(config.states_url, { method: "POST", credentials: "same-origin", body: JSON.stringify({ ids: ids }),
+                                 headers: { Accept: "application/json", "Content-Type": "application/json",
+                                            "X-CSRFToken": csrfToken() } })
         .then(function (res) { return res.ok && !res.redirected ? res.json() : { videos: {} }; })
         .then(function (data) {
           pending.forEach(function (row) {
