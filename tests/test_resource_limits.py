@@ -9,9 +9,31 @@ from django.test import Client
 
 from uploads.models import CallbackRecord, Video
 
-from .conftest import sample
+from uploads.views import OverQuota
+
+from .conftest import sample, store_video
 
 pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def test_two_uploads_at_once_cannot_both_pass_the_teams_limit(member, teammate, team, api_key, settings):
+    """Both passed the form's early check while the team held nothing; the one that commits
+    second is refused under the team's lock, and its stored file removed."""
+    content = sample("sample-h264-aac.mp4").read_bytes()
+    settings.MEMPORTAL_TEAM_STORAGE_BYTES = len(content) * 3 // 2
+    before = stored_names()
+    first = store_video(member, team, api_key, "first.mp4", content)
+    with pytest.raises(OverQuota, match="Team One may keep"):
+        store_video(teammate, team, api_key, "second.mp4", content)
+    assert list(Video.objects.values_list("original_name", flat=True)) == ["first.mp4"]
+    assert stored_names() - before == {first.file.name}
+
+
+def stored_names():
+    from django.core.files.storage import default_storage
+
+    from .conftest import stored_files
+    return stored_files(default_storage, "videos")
 
 
 def test_a_team_over_its_storage_quota_is_told_why_and_the_rest_is_kept(client, member, team, api_key, settings):

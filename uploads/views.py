@@ -6,6 +6,7 @@ import uuid
 from django.conf import settings
 from django.contrib import messages
 from django.core.exceptions import TooManyFilesSent
+from django.db import transaction
 from django.http import Http404, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.template.defaultfilters import filesizeformat
@@ -119,39 +120,65 @@ def numbered_title(title, index):
     return f"{title[:room].rstrip()}{suffix}"
 
 
+class OverQuota(Exception):
+    pass
+
+
+def team_bytes(team):
+    """What the team keeps, stored and reserved: unfinished resumable uploads hold their whole
+    length from their start (uploads/resumable.py)."""
+    return team.stored_bytes() + PartialUpload.objects.reserved_bytes(team)
+
+
+def over_quota(team, used):
+    quota = settings.MEMPORTAL_TEAM_STORAGE_BYTES
+    return (f"{team} may keep {filesizeformat(quota)} of videos on the portal and keeps "
+            f"{filesizeformat(used)}: delete videos it no longer needs, or ask your team admin")
+
+
 def store_files(request, team, key, files, title, refused):
     stored = []
     numbered = len(files) > 1 and title
     quota = settings.MEMPORTAL_TEAM_STORAGE_BYTES
-    # Unfinished resumable uploads hold their whole length from their start (uploads/resumable.py).
-    used = team.stored_bytes() + PartialUpload.objects.reserved_bytes(team) if quota else 0
+    used = team_bytes(team) if quota else 0
     for index, uploaded in enumerate(files, start=1):
         reason = refusal_reason(uploaded)
         if not reason and quota and used + uploaded.size > quota:
-            reason = (f"{team} may keep {filesizeformat(quota)} of videos on the portal and keeps "
-                      f"{filesizeformat(used)}: delete videos it no longer needs, or ask your team admin")
+            reason = over_quota(team, used)  # early, before the file is stored; create_video decides
         if reason:
             refused.append((uploaded.name, reason))
             continue
         uploaded.content_type = content_type_for(uploaded.name)
-        video = create_video(
-            team=team, owner=request.user, api_key=key, uploaded_file=uploaded,
-            title=numbered_title(title, index) if numbered else title, sha256=uploaded.sha256,
-        )
+        try:
+            video = create_video(
+                team=team, owner=request.user, api_key=key, uploaded_file=uploaded,
+                title=numbered_title(title, index) if numbered else title, sha256=uploaded.sha256,
+            )
+        except OverQuota as error:
+            refused.append((uploaded.name, str(error)))
+            continue
         stored.append(video)
         used += video.size
     return stored
 
 
 def create_video(*, team, owner, api_key, uploaded_file, title, sha256):
-    """Save the file to storage, then the Video row and its relay task in one transaction."""
+    """Save the file to storage, then the Video row and its relay task in one transaction. With a
+    team storage limit, the limit is checked again in that transaction under the team's row lock
+    (as a resumable upload's creation takes it), so two uploads at once cannot both pass it."""
     video = Video(team=team, owner=owner, api_key=api_key, title=title,
                   original_name=uploaded_file.name, content_type=uploaded_file.content_type,
                   size=uploaded_file.size, sha256=sha256)
     # The storage write happens before the transaction, never inside it.
     video.file.save(uploaded_file.name, uploaded_file, save=False)
     try:
-        return tasks.perform(actions.queue_upload, video, owner)
+        with transaction.atomic():
+            if settings.MEMPORTAL_TEAM_STORAGE_BYTES:
+                list(Team.objects.select_for_update().filter(pk=team.pk).values_list("pk", flat=True))
+                used = team_bytes(team)
+                if used + video.size > settings.MEMPORTAL_TEAM_STORAGE_BYTES:
+                    raise OverQuota(over_quota(team, used))
+            return tasks.perform(actions.queue_upload, video, owner)
     except Exception:
         video.file.delete(save=False)  # no row points at it: do not leave an orphan behind
         raise
