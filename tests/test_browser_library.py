@@ -125,7 +125,11 @@ def test_bulk_retry_cancel_and_delete_with_a_page_that_names_how_many(strict_pag
     assert "2 videos queued again." in page.inner_text("main")
     assert set(Video.objects.filter(pk__in=[v.pk for v in failed]).values_list("status", flat=True)) == {S.QUEUED}
 
-    page.check(f"#pick-{queued.pk}")
+    page.check("#pick-all")  # the page's every video, then all but one
+    assert page.inner_text("#selected-count") == "3 selected:"
+    for video in failed:
+        page.uncheck(f"#pick-{video.pk}")
+    assert page.evaluate("document.getElementById('pick-all').indeterminate")
     page.click("button:has-text('Cancel selected')")
     page.click("button:has-text('Cancel 1 video')")
     assert Video.objects.get(pk=queued.pk).status == S.CANCELLED
