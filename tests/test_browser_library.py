@@ -49,7 +49,7 @@ def test_sort_filter_search_and_pages_come_from_the_url(strict_page, live_server
     signed_in(page, live_server.url, member)
     assert listed(page)[0] == "clip-29.mp4" and len(listed(page)) == 25
     checked(page)
-    shot(page, "my-videos")
+    shot(page, "my-videos-pages")
     page.click("text=Next →")
     assert listed(page) == [f"clip-{i:02d}.mp4" for i in range(4, -1, -1)] and "page=2" in page.url
     # The form: search and a state, sorted by name; the URL holds it all.
