@@ -8,17 +8,21 @@ MEMPORTAL_MAX_REQUEST_BYTES in one request (a form of several files included). A
 declared length is refused unless it is empty. Placed after AuthenticationMiddleware and before
 the sign-in requirement and the CSRF check, which therefore never make an anonymous body parsed.
 
-Also here: the request id every log line of a request carries (RequestIdMiddleware, first of all).
+Also here: the request id every log line of a request carries (RequestIdMiddleware, first of all);
+and the time zone of the signed-in user's pages (TimeZoneMiddleware).
 """
 
 import ipaddress
 import logging
+import zoneinfo
 
 from django.conf import settings
 from django.core.signals import request_finished
 from django.shortcuts import render
+from django.utils import timezone
 
 from uploads.models.audit import current_request
+from uploads.models.profiles import Profile
 
 from . import logs
 
@@ -159,3 +163,49 @@ def forget_request_id(**kwargs):
 
 
 request_finished.connect(forget_request_id, dispatch_uid="memportal.middleware.forget_request_id")
+
+
+SESSION_ZONE = "memportal_time_zone"  # the user's zone name as last read or saved ("": the portal's)
+
+
+def remember_zone(session, name):
+    """What the profile page calls when the zone is saved: this session's pages use it at once.
+    The user's other sessions read the profile again at their next sign-in."""
+    session[SESSION_ZONE] = name
+
+
+def zone_named(name):
+    """The ZoneInfo of a zone name, or None for the portal's own (an empty or unknown name)."""
+    if not name:
+        return None
+    try:
+        return zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):  # dropped from the system's zone database
+        return None
+
+
+class TimeZoneMiddleware:
+    """After AuthenticationMiddleware and the session's lifetime: the signed-in user's time zone
+    (their profile) is the current one while the response is made, templates and their `|date`
+    included; anyone else gets the portal's (MEMPORTAL_TIME_ZONE). The zone's name is kept in the
+    session, so the profile is read once per session, not once per request."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        name = ""
+        if request.user.is_authenticated:
+            name = request.session.get(SESSION_ZONE)
+            if name is None:
+                name = Profile.objects.filter(user=request.user).values_list("time_zone", flat=True).first() or ""
+                remember_zone(request.session, name)
+        zone = zone_named(name)
+        if zone is None:
+            timezone.deactivate()
+        else:
+            timezone.activate(zone)
+        try:
+            return self.get_response(request)
+        finally:
+            timezone.deactivate()  # a thread serves other people's requests next

@@ -4,7 +4,8 @@ again when the sign-in (or the last confirmation) is older than MEMPORTAL_REAUTH
 
 The times live in the session itself: `signed_in_at` and `seen_at` (set at sign-in by
 uploads/signals.py), `confirmed_at` (the last password confirmation). Background requests (the
-video list's live poll, /videos/states/) keep a session alive no longer: they are not activity.
+video list's live poll, /videos/states/, and every page's notices poll, /notices/) keep a session
+alive no longer: they are not activity.
 """
 
 import time
@@ -14,7 +15,7 @@ from django.contrib.auth import logout
 from django.http import JsonResponse
 
 SIGNED_IN_AT, SEEN_AT, CONFIRMED_AT = "memportal_signed_in_at", "memportal_seen_at", "memportal_confirmed_at"
-PASSIVE_PATHS = ("/videos/states/",)
+PASSIVE_PATHS = ("/videos/states/", "/notices/")
 SEEN_RESOLUTION = 30  # seconds: the session is written at most this often for activity
 
 

@@ -12,6 +12,8 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
+from memportal.logging_config import logging_config
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(os.environ.get("MEMPORTAL_VAR_DIR", BASE_DIR / "var"))
 # Every process of the portal loads these settings: what it creates under var/ (the SQLite file,
@@ -104,6 +106,7 @@ MIDDLEWARE = [
     "memportal.middleware.AuditContextMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "memportal.sessions.SessionLifetimeMiddleware",
+    "memportal.middleware.TimeZoneMiddleware",  # the signed-in user's zone (their profile), else TIME_ZONE
     # Before anything parses a body (memportal/middleware.py): its size, then the sign-in
     # requirement, and only then the CSRF check, which reads request.POST.
     "memportal.middleware.RequestBodyLimitMiddleware",
@@ -176,14 +179,18 @@ AUTH_PASSWORD_VALIDATORS = [
 ]
 LOGIN_URL = "login"
 
-# Mail (password reset). SMTP by default; `make demo` prints mails on its console instead.
+# Mail (password reset; the outcome emails people opt in to, uploads/mail.py). SMTP by default, with
+# STARTTLS (port 587) or implicit TLS (_SSL, port 465); `make demo` prints mails on its console.
 _MAIL_BACKEND = envstr("MEMPORTAL_EMAIL_BACKEND", "django.core.mail.backends.smtp.EmailBackend")
 MAILERS = {"default": {"BACKEND": _MAIL_BACKEND, "OPTIONS": {
     "host": envstr("MEMPORTAL_EMAIL_HOST", "localhost"), "port": envint("MEMPORTAL_EMAIL_PORT", 25),
     "username": envstr("MEMPORTAL_EMAIL_USER"), "password": envstr("MEMPORTAL_EMAIL_PASSWORD"),
-    "use_tls": envbool("MEMPORTAL_EMAIL_STARTTLS", False), "timeout": 30,
+    "use_tls": envbool("MEMPORTAL_EMAIL_STARTTLS", False), "use_ssl": envbool("MEMPORTAL_EMAIL_SSL", False),
+    "timeout": envint("MEMPORTAL_EMAIL_TIMEOUT", 30),
 } if _MAIL_BACKEND.endswith(".smtp.EmailBackend") else {}}}
 DEFAULT_FROM_EMAIL = envstr("MEMPORTAL_EMAIL_FROM", "memportal@localhost")
+# Where people open the portal, for the links in the workers' emails; empty: MEMPORTAL_PUBLIC_URL.
+MEMPORTAL_SITE_URL = envstr("MEMPORTAL_SITE_URL").rstrip("/")
 # Reset requests an hour, per client address and per e-mail address (uploads/password_reset.py).
 MEMPORTAL_RESET_PER_ADDRESS = envint("MEMPORTAL_RESET_PER_ADDRESS", 5)
 MEMPORTAL_RESET_PER_EMAIL = envint("MEMPORTAL_RESET_PER_EMAIL", 3)
@@ -201,7 +208,7 @@ AXES_CLIENT_IP_CALLABLE = "memportal.middleware.client_ip"
 AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
 AXES_VERBOSE = False
 LOGIN_REDIRECT_URL = "video-list"
-LOGOUT_REDIRECT_URL = "login"
+LOGOUT_REDIRECT_URL = None  # sign-out answers with "You are signed out" (registration/logged_out.html)
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = envstr("MEMPORTAL_TIME_ZONE", "UTC")
@@ -319,6 +326,12 @@ MEMPORTAL_PUBLIC_URL = envstr("MEMPORTAL_PUBLIC_URL").rstrip("/")
 MEMPORTAL_HEALTH_TOKEN = envstr("MEMPORTAL_HEALTH_TOKEN").strip()
 # How long the relay worker may take to read what a stored video holds before it is refused.
 MEMPORTAL_PROBE_SECONDS = envint("MEMPORTAL_PROBE_SECONDS", 30)
+# Playback (docs/playback.md): the most bytes one answer to a Range request carries, and how long a
+# presigned S3 URL of a video or thumbnail lives (longer than anyone watches; S3 allows 7 days).
+MEMPORTAL_MEDIA_RANGE_BYTES = envint("MEMPORTAL_MEDIA_RANGE_BYTES", 4 * 1024 * 1024)
+MEMPORTAL_MEDIA_URL_SECONDS = envint("MEMPORTAL_MEDIA_URL_SECONDS", 6 * 3600)
+if MEMPORTAL_MEDIA_RANGE_BYTES < 65536 or not 60 <= MEMPORTAL_MEDIA_URL_SECONDS <= 604800:
+    raise ImproperlyConfigured("MEMPORTAL_MEDIA_RANGE_BYTES must be >= 65536, MEMPORTAL_MEDIA_URL_SECONDS 60-604800")
 MEMPORTAL_UPLOAD_INTERVAL_SECONDS = envint("MEMPORTAL_UPLOAD_INTERVAL_SECONDS", 60)
 MEMPORTAL_MAX_ATTEMPTS = envint("MEMPORTAL_MAX_ATTEMPTS", 8)
 MEMPORTAL_RETRY_BASE_SECONDS = envint("MEMPORTAL_RETRY_BASE_SECONDS", 30)
@@ -351,9 +364,19 @@ MEMPORTAL_BEHIND_PROXY = envbool("DJANGO_BEHIND_PROXY", False)
 if MEMPORTAL_BEHIND_PROXY:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 X_FRAME_OPTIONS = "DENY"
+CSRF_FAILURE_VIEW = "uploads.views.csrf_failure"  # the portal's 403 page, in its words
+# With S3 the browser fetches videos and thumbnails from the bucket (presigned URLs): its origin, or
+# MEMPORTAL_S3_MEDIA_ORIGINS where the endpoint does not tell it (a CDN, a virtual-hosted endpoint).
+_s3 = VIDEO_STORAGE["OPTIONS"] if MEMPORTAL_STORAGE == "s3" else {}
+MEMPORTAL_MEDIA_ORIGINS = (envlist("MEMPORTAL_S3_MEDIA_ORIGINS") or (
+    ["/".join(_s3["endpoint_url"].split("/")[:3])] if _s3["endpoint_url"] else  # scheme://host:port
+    [f"https://{_s3['bucket_name']}.s3{region}.amazonaws.com" for region in
+     ("", "." + (_s3["region_name"] or envstr("AWS_DEFAULT_REGION", "us-east-1")))]
+)) if _s3 else []
 SECURE_CSP = {
     "default-src": ["'self'"],
-    "img-src": ["'self'", "data:"],
+    "img-src": ["'self'", "data:", *MEMPORTAL_MEDIA_ORIGINS],
+    "media-src": ["'self'", *MEMPORTAL_MEDIA_ORIGINS],
     "script-src": ["'self'"],
     "style-src": ["'self'"],
     "object-src": ["'none'"],
@@ -368,27 +391,4 @@ MEMPORTAL_LOG_FORMAT = envstr("MEMPORTAL_LOG_FORMAT").strip().lower() or "json"
 if MEMPORTAL_LOG_FORMAT not in ("json", "plain"):
     raise ImproperlyConfigured(f"MEMPORTAL_LOG_FORMAT must be json or plain, not {MEMPORTAL_LOG_FORMAT!r}")
 MEMPORTAL_LOG_FILE = envstr("MEMPORTAL_LOG_FILE").strip()
-log_handler = {"formatter": MEMPORTAL_LOG_FORMAT, "filters": ["context", "redact"]}
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "formatters": {"json": {"()": "memportal.logs.JsonFormatter"}, "plain": {"()": "memportal.logs.PlainFormatter"}},
-    "filters": {"context": {"()": "memportal.logs.ContextFilter"}, "redact": {"()": "memportal.logs.RedactingFilter"}},
-    "handlers": {
-        "console": {"class": "logging.StreamHandler", **log_handler},
-        **({"file": {"class": "logging.FileHandler", "filename": MEMPORTAL_LOG_FILE, "encoding": "utf-8",
-                     **log_handler}} if MEMPORTAL_LOG_FILE else {}),
-    },
-    "root": {"handlers": ["console", "file"] if MEMPORTAL_LOG_FILE else ["console"],
-             "level": envstr("MEMPORTAL_LOG_LEVEL", "INFO")},
-    "loggers": {
-        "django.db.backends": {"level": "INFO"},
-        # Django's own default handlers (console with DEBUG, django.server) lack the redacting
-        # filter and would print callback URLs: these loggers go through the root's handler only.
-        "django": {"handlers": [], "propagate": True},
-        "django.server": {"handlers": [], "propagate": True},
-        # django-axes tells every sign-in at INFO ("Deleted 0 failed login attempts"): the audit
-        # trail holds what matters; its warnings (lockouts) still show.
-        "axes": {"level": "WARNING"},
-    },
-}
+LOGGING = logging_config(MEMPORTAL_LOG_FORMAT, MEMPORTAL_LOG_FILE, envstr("MEMPORTAL_LOG_LEVEL", "INFO"))

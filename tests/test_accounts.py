@@ -3,6 +3,7 @@ the portal gives each memories.ai account one upload slot, whichever teams hold 
 
 import pytest
 
+from uploads import standing
 from uploads.models import MemoriesAccount, key_fingerprint
 
 from .conftest import OTHER_KEY, TEST_KEY, account_of, give_key, make_due, queued_video, run_worker
@@ -26,7 +27,8 @@ def test_two_teams_given_the_same_key_share_one_pace(team, other_team, api_key, 
     second.refresh_from_db()
     assert (first.status, second.status) == ("processing", "queued")
     assert [u.code for u in paced.uploads] == ["0000"]  # no 0429: the second waited its turn
-    assert second.next_attempt().startswith("next attempt ")  # after the account's slot
+    # after the account's slot: nothing of the account is queued ahead of it
+    assert standing.describe([second])[second.pk]["line"] == "Next in Team Two's queue, to be sent in about 1 min."
     make_due()
     paced.upload_interval = 0  # the minute has passed for memories.ai too (its clock is real)
     run_worker("relay")

@@ -243,3 +243,21 @@ def test_a_removed_member_sees_their_videos_read_only_without_checkboxes(client,
     page = client.get("/videos/").content.decode()
     assert "left-behind.mp4" in page and f'value="{video.pk}" form="bulk-form"' not in page
 
+
+
+def test_a_form_sent_without_its_token_gets_the_portals_page_in_words(member, team):
+    from django.test import Client
+
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(member)
+    video = add(member, team, "old-tab.mp4")
+    answer = client.post(f"/videos/{video.pk}/rename/", {"title": "new"})
+    assert answer.status_code == 403 and "That form had expired" in answer.content.decode()
+    assert Video.objects.get(pk=video.pk).title == ""
+
+
+def test_team_admins_have_team_videos_in_the_navigation_members_do_not(client, member, team_admin):
+    client.force_login(member)
+    assert 'href="/videos/team/"' not in client.get("/account/").content.decode()
+    client.force_login(team_admin)
+    assert 'href="/videos/team/"' in client.get("/account/").content.decode()

@@ -43,7 +43,8 @@ def test_an_accepted_file_is_sent_and_its_page_says_what_it_holds(client, name, 
     assert video.width and video.height and video.duration_seconds > 0 and video.has_audio
     client.force_login(member)
     page = client.get(f"/videos/{video.pk}/").content.decode()
-    assert f"{shown}{video.width}×{video.height}, " in page
+    assert f"<dd>{shown}{video.width}×{video.height}</dd>" in page
+    assert "<dt>Duration</dt><dd>0:0" in page
     assert "transcripts will be empty" not in page
 
 

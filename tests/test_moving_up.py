@@ -38,6 +38,9 @@ for name, status in [("queued.mp4", "queued"), ("ready.mp4", "ready")]:
                   size=len(content), sha256="{sha256}", status=status,
                   video_no="VI1" if status == "ready" else "")
     video.file.save(name, ContentFile(content), save=False)
+    if status == "ready":  # its still beside it (uploads/thumbnails.py), which moves with it
+        video.thumbnail = video.file.storage.save(video.file.name.rsplit(".", 1)[0] + ".thumb.jpg",
+                                                  ContentFile(b"\\xff\\xd8 a still"))
     video.save()
     if status == "queued":
         tasks.enqueue([RelayVideo(str(video.pk), 0, video.relay_token)])
@@ -116,14 +119,15 @@ def test_a_portal_moves_to_postgresql_and_s3_with_nothing_lost_and_its_queue_sti
     for item in s3.list_objects_v2(Bucket=BUCKET).get("Contents", []):
         s3.delete_object(Bucket=BUCKET, Key=item["Key"])
     media = str(old_var / "media")
-    assert "copied 2, already there 0, missing 0" in manage(new, "copy_stored_files", "--from-folder", media)
+    assert "copied 3, already there 0, missing 0" in manage(new, "copy_stored_files", "--from-folder", media)
     # Meanwhile a video copied in the first run was deleted: the final run (portal stopped)
     # copies nothing again and removes that copy.
     s3.put_object(Bucket=BUCKET, Key="videos/team-one/2026/01/deleted-since.mp4", Body=b"gone")
-    assert "copied 0, already there 2, missing 0, removed 1 no video holds" in manage(
+    assert "copied 0, already there 3, missing 0, removed 1 no video holds" in manage(
         new, "copy_stored_files", "--from-folder", media, "--prune")
-    assert "videos/team-one/2026/01/deleted-since.mp4" not in {
-        item["Key"] for item in s3.list_objects_v2(Bucket=BUCKET)["Contents"]}
+    keys = {item["Key"] for item in s3.list_objects_v2(Bucket=BUCKET)["Contents"]}
+    assert "videos/team-one/2026/01/deleted-since.mp4" not in keys
+    assert len([k for k in keys if k.endswith(".thumb.jpg")]) == 1  # the thumbnail is held: copied, kept
     shutil.rmtree(old_var)  # nothing of the old portal is left to read
 
     state = json.loads(manage(new, "shell", "-v0", "-c", STATE.replace("KEY", repr(TEST_KEY))))

@@ -5,6 +5,7 @@ how) and drives the portal through what a user, an operator or a worker does: pa
 real workers, reconcile, and the memories.ai emulator on loopback.
 """
 
+import html
 import logging
 from datetime import UTC, datetime, timedelta
 
@@ -194,7 +195,8 @@ def test_a_wrong_path_holds_every_relay_for_the_operator_without_spending_attemp
     assert "/serve/api/video/upload" in caplog.text  # the log line names the path called
     assert reconcile() == (0, 0)  # held: reconcile does not churn the queue
     client.force_login(member)
-    assert "an operator is fixing the memories.ai settings" in client.get("/videos/").content.decode()
+    page = html.unescape(client.get("/videos/").content.decode())
+    assert "Waiting: an operator is fixing the portal's memories.ai settings." in page
     assert client.get("/healthz").content == b"ok"  # in public, nothing more: the hold is in the details
     client.force_login(superuser)
     assert client.get("/healthz").json()["relay_hold"]["in_force"]

@@ -17,7 +17,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from . import pacing
+from . import pacing, thumbnails
 from .clock import database_time
 from .memories import CONFIG, KEY, REJECT, current_place
 from .models import (
@@ -96,10 +96,10 @@ def place_for_team(team_id):
 
 
 def record_media(video_id, info):
-    """What the stored file holds (uploads/probe.py MediaInfo), for the page and for later."""
-    Video.objects.filter(pk=video_id).update(
-        media_checked_at=timezone.now(), duration_seconds=info.duration_seconds, video_codec=info.video_codec_name,
-        width=info.width or None, height=info.height or None, has_audio=info.has_audio)
+    """What the stored file holds (uploads/probe.py MediaInfo) and its still, kept beside it."""
+    Video.objects.filter(pk=video_id).update(media_checked_at=timezone.now(), duration_seconds=info.duration_seconds,
+        video_codec=info.video_codec_name, width=info.width or None, height=info.height or None, has_audio=info.has_audio)
+    thumbnails.keep(video_id, info.thumbnail)
 
 
 def refuse_media(video_id, token, reason):

@@ -17,6 +17,9 @@ CUT_SHORT = "the file is cut short (it may not have been uploaded completely)"
 NO_VIDEO = "the file has no video track"
 NOT_A_CONTAINER = "the file is not an MP4, MOV, MKV or AVI video"
 
+# The widest a thumbnail is made (narrower videos keep their width); its height keeps the aspect.
+THUMBNAIL_WIDTH = 320
+
 # Common names of refused video codecs; any other is named by FFmpeg's long name.
 _CODEC_NAMES = {
     **ACCEPTED_CODECS,
@@ -69,6 +72,10 @@ class MediaInfo:
     height: int
     has_audio: bool
     audio_codec: str | None  # FFmpeg's codec name of the first audio track: "aac", "opus", ...
+    # A JPEG still (uploads/probe_child.py: at 10 % of the duration, at most THUMBNAIL_WIDTH px
+    # wide), or None: not asked for, or none could be made in time. Not part of what the file
+    # holds: left out of comparisons and of the repr.
+    thumbnail: bytes | None = dataclasses.field(default=None, compare=False, repr=False)
 
     @property
     def video_codec_name(self) -> str:

@@ -5,7 +5,9 @@ raises `ProbeError` when the file cannot be read as a video; `refusal(info)` say
 user's words, why memories.ai would refuse a readable one (`None`: accepted); `check_video`
 does both. Every message is a plain sentence for the user: no path, no FFmpeg wording.
 `RangeReader` makes a file object of a remote file read by ranges (an S3 object), so that a
-probe fetches the few blocks FFmpeg asks for, not the whole file.
+probe fetches the few blocks FFmpeg asks for, not the whole file. The same pass makes the video's
+thumbnail (MediaInfo's `thumbnail`, JPEG bytes; the relay stores it beside the video): it comes
+after the MediaInfo, within the same time limit, and one not made in time is simply None.
 
 The reading happens in a child process that is killed at `time_limit`: a file, a FIFO or a file
 object whose read never returns, and a hostile file that keeps FFmpeg busy, cost at most that
@@ -54,6 +56,7 @@ from .mediainfo import (
     CUT_SHORT,
     NO_VIDEO,
     NOT_A_CONTAINER,
+    THUMBNAIL_WIDTH,
     UNREADABLE,
     MediaInfo,
     ProbeError,
@@ -74,6 +77,7 @@ __all__ = [
     "ProbeError",
     "ProbeTimeout",
     "RangeReader",
+    "THUMBNAIL_WIDTH",
     "check_video",
     "codec_name",
     "probe",
@@ -95,14 +99,23 @@ def check_video(source: str | os.PathLike | BinaryIO, time_limit: float = DEFAUL
     return info
 
 
-def probe(source: str | os.PathLike | BinaryIO, time_limit: float = DEFAULT_TIME_LIMIT) -> MediaInfo:
+def probe(
+    source: str | os.PathLike | BinaryIO,
+    time_limit: float = DEFAULT_TIME_LIMIT,
+    *,
+    thumbnail_width: int = THUMBNAIL_WIDTH,
+) -> MediaInfo:
     """What the video `source` holds: a local path, or a seekable binary file object (read
     from its start; its position is put back afterwards), such as a `RangeReader`. Raises
     ProbeError (ProbeTimeout after `time_limit` seconds) when the content cannot be read as a
     video, and OSError when the source itself cannot be read (a missing file, a storage error:
-    not the file's fault)."""
+    not the file's fault).
+
+    In the same pass, within the same `time_limit`, a JPEG still of at most `thumbnail_width`
+    pixels wide (0: none) is made: MediaInfo's `thumbnail`, None when none could be made in
+    time; that never fails the probe."""
     if isinstance(source, (str, os.PathLike)):
-        return probe_child.run(os.fspath(source), None, time_limit)
+        return probe_child.run(os.fspath(source), None, time_limit, thumbnail_width)
     if not (hasattr(source, "read") and hasattr(source, "seek") and hasattr(source, "tell")):
         raise TypeError("probe() needs a path or a binary file object with read, seek and tell")
     seekable = getattr(source, "seekable", None)
@@ -110,7 +123,7 @@ def probe(source: str | os.PathLike | BinaryIO, time_limit: float = DEFAULT_TIME
         raise ValueError("probe() needs a seekable file object")
     position = source.tell()
     try:
-        return probe_child.run(None, source, time_limit)
+        return probe_child.run(None, source, time_limit, thumbnail_width)
     finally:
         try:
             source.seek(position)

@@ -18,6 +18,7 @@ No Django and no uploads module but the probe's vocabulary and the container che
 from __future__ import annotations
 
 import dataclasses
+import fractions
 import logging
 import multiprocessing
 import os
@@ -48,6 +49,9 @@ _FIRST_FRAME_BYTES = 64 * 1024 * 1024
 # Index entries per stream checked against the file's end (the last ones lie furthest in).
 _INDEX_TAIL = 64
 _BUFFER_SIZE = 64 * 1024
+# The thumbnail: the picture at this share of the duration, JPEG quantiser (2 best, 31 worst).
+_STILL_AT = 0.10
+_JPEG_QUALITY = 5
 # The child's address space: a decoder of a hostile frame size fails instead of eating the host.
 _CHILD_ADDRESS_SPACE = 4 * 1024**3
 
@@ -66,14 +70,18 @@ def _context():
     return multiprocessing.get_context("spawn")
 
 
-def run(path: str | None, fileobj: BinaryIO | None, time_limit: float) -> MediaInfo:
+def run(path: str | None, fileobj: BinaryIO | None, time_limit: float, thumbnail_width: int = 0) -> MediaInfo:
     """What the file at `path`, or the file object `fileobj` (from its start), holds, read in a
     child process stopped after `time_limit` seconds. Raises ProbeError (ProbeTimeout), or
-    OSError when the source itself cannot be read."""
+    OSError when the source itself cannot be read.
+
+    With `thumbnail_width`, the child then makes a JPEG still of at most that width (MediaInfo's
+    `thumbnail`) in what is left of `time_limit`: the MediaInfo comes first, so a still that is
+    not made in time (or at all) only leaves `thumbnail` None, never fails the probe."""
     deadline = time.monotonic() + time_limit
     ctx = _context()
     parent_end, child_end = ctx.Pipe()
-    child = ctx.Process(target=_child, args=(child_end, path), name="uploads-probe", daemon=True)
+    child = ctx.Process(target=_child, args=(child_end, path, thumbnail_width), name="uploads-probe", daemon=True)
     child.start()
     child_end.close()
     outcome: queue.Queue = queue.Queue()
@@ -93,13 +101,23 @@ def run(path: str | None, fileobj: BinaryIO | None, time_limit: float) -> MediaI
             " (it may be damaged)",
             detail=f"probe stopped after {time_limit:g} s",
         ) from None
+    still = None
+    if kind == "info":
+        try:
+            still_kind, still = outcome.get(timeout=max(0.0, deadline - time.monotonic()))
+        except queue.Empty:
+            still_kind = "late"
+        if still_kind != "thumbnail":  # out of time, or the child died making it
+            logger.info("probe: no thumbnail (%s)", "not made in time" if still_kind == "late" else "no answer")
+            still = None
+            child.kill()
     child.join(timeout=1.0)
     if child.is_alive():  # it answered but does not exit (a stuck FFmpeg thread): end it
         child.kill()
         child.join()
     server.join(timeout=1.0)
     if kind == "info":
-        return MediaInfo(**value)
+        return MediaInfo(**value, thumbnail=still)
     if kind == "ioerror":
         raise OSError(f"the file could not be read for probing: {value}")
     if kind == "refused":
@@ -122,9 +140,11 @@ def _serve(conn, fileobj: BinaryIO | None, outcome: queue.Queue) -> None:
                 outcome.put(("died", None))
                 return
             kind = message[0]
-            if kind in ("info", "refused", "ioerror"):
+            if kind in ("info", "thumbnail", "refused", "ioerror"):
                 outcome.put(message)
-                return
+                if kind != "info":  # after the MediaInfo, the thumbnail may still read
+                    return
+                continue
             try:
                 if fileobj is None:
                     raise OSError("no file object")
@@ -176,7 +196,7 @@ class _RemoteFile:
         return True
 
 
-def _child(conn, path: str | None) -> None:
+def _child(conn, path: str | None, thumbnail_width: int = 0) -> None:
     import av
 
     try:
@@ -188,12 +208,15 @@ def _child(conn, path: str | None) -> None:
     except (ImportError, ValueError, OSError):
         pass
     try:
+        def report(info: MediaInfo) -> None:
+            conn.send(("info", {k: v for k, v in dataclasses.asdict(info).items() if k != "thumbnail"}))
+
         if path is None:
-            info = _inspect(_RemoteFile(conn))
+            still = _inspect(_RemoteFile(conn), report, thumbnail_width)
         else:
             with open(path, "rb") as f:
-                info = _inspect(f)
-        conn.send(("info", dataclasses.asdict(info)))
+                still = _inspect(f, report, thumbnail_width)
+        conn.send(("thumbnail", still))
     except ProbeError as exc:
         conn.send(("refused", (exc.message, exc.detail)))
     except OSError as exc:
@@ -207,8 +230,10 @@ def _child(conn, path: str | None) -> None:
         conn.close()
 
 
-def _inspect(f) -> MediaInfo:
-    """Reads `f` (a seekable binary file) in this process, without a time limit."""
+def _inspect(f, report, thumbnail_width: int = 0) -> bytes | None:
+    """Reads `f` (a seekable binary file) in this process, without a time limit: gives its
+    MediaInfo to `report`, then returns a JPEG still of at most `thumbnail_width` pixels wide
+    (None: not asked for, or none could be made)."""
     f.seek(0, os.SEEK_END)
     size = f.tell()
     f.seek(0)
@@ -261,7 +286,7 @@ def _inspect(f) -> MediaInfo:
             shown = "mov" if container.metadata.get("major_brand", "qt  ").strip() == "qt" else "mp4"
         else:
             shown = {"matroska": "mkv", "avi": "avi"}[family]
-        return MediaInfo(
+        report(MediaInfo(
             container=shown,
             duration_seconds=round(duration, 3) if duration is not None else None,
             video_codec=name,
@@ -269,7 +294,10 @@ def _inspect(f) -> MediaInfo:
             height=height,
             has_audio=bool(audios),
             audio_codec=audios[0].codec_context.name if audios else None,
-        )
+        ))
+        if not thumbnail_width:
+            return None
+        return _still(container, video, frame, duration, thumbnail_width)
 
 
 def _first_frame(container, video):
@@ -299,3 +327,57 @@ def _first_frame(container, video):
         if packets >= _FIRST_FRAME_PACKETS or read >= _FIRST_FRAME_BYTES:
             break
     raise ProbeError(UNREADABLE, f"no picture in the first {packets} video packets; {trouble or 'no error'}")
+
+
+def _still(container, video, first, duration: float | None, width: int) -> bytes | None:
+    """A JPEG of the picture at 10 % of the duration (the keyframe before it: no decoding up to
+    the exact time), else of the first picture, at most `width` pixels wide, aspect kept. None
+    when none can be made: a thumbnail is never worth refusing a file."""
+    try:
+        frame = _frame_at(container, video, duration * _STILL_AT) if duration else None
+        return _jpeg(frame or first, width, video.sample_aspect_ratio)
+    except Exception as exc:  # FFmpeg's errors, a frame the encoder refuses, memory
+        logger.info("probe: no thumbnail (%s: %s)", type(exc).__name__, exc)
+        return None
+
+
+def _frame_at(container, video, seconds: float):
+    """The first picture decoded from the keyframe before `seconds`, or None."""
+    import av
+
+    if not video.time_base or seconds <= 0:
+        return None
+    try:
+        container.seek(int(seconds / video.time_base) + (video.start_time or 0), stream=video, backward=True)
+    except av.error.FFmpegError:
+        return None
+    codec = video.codec_context
+    codec.flush_buffers()
+    for packets, packet in enumerate(container.demux(video)):
+        try:
+            frames = codec.decode(None if packet.size == 0 else packet)
+        except av.error.FFmpegError:
+            frames = []
+        if frames:
+            return frames[0]
+        if packet.size == 0 or packets >= _FIRST_FRAME_PACKETS:
+            return None
+    return None
+
+
+def _jpeg(frame, width: int, sar) -> bytes:
+    """`frame` scaled to at most `width` pixels wide (even sizes, its display aspect kept: `sar`,
+    the stream's pixel shape, 0/1 or None when square), as JPEG."""
+    import av
+
+    shown = frame.width * (float(sar) if sar else 1.0)
+    out_width = max(2, min(width, round(shown)) // 2 * 2)
+    out_height = max(2, round(out_width * frame.height / shown / 2) * 2)
+    encoder = av.CodecContext.create("mjpeg", "w")
+    encoder.width, encoder.height, encoder.pix_fmt = out_width, out_height, "yuvj420p"
+    encoder.time_base = fractions.Fraction(1, 1)
+    encoder.flags |= av.codec.context.Flags.qscale
+    encoder.global_quality = _JPEG_QUALITY * 118  # FFmpeg's lambda per quantiser step (FF_QP2LAMBDA)
+    picture = frame.reformat(width=out_width, height=out_height, format="yuvj420p")
+    picture.pts = 0
+    return b"".join(bytes(packet) for packet in encoder.encode(picture) + encoder.encode(None))

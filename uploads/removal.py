@@ -1,4 +1,4 @@
-"""Deleting videos, and the only code that removes stored files.
+"""Deleting videos, and the only code that removes stored files (with their thumbnails).
 
 A deleted video leaves every list at once (its row stays, soft-deleted, for the audit trail), its
 stored file is removed at once, and memories.ai is asked to delete it too, in batches of at most
@@ -14,6 +14,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from . import thumbnails
 from .followups import DeleteRemoteVideos, Result
 from .lifecycle import Source, key_for, locked, record
 from .models import Video
@@ -25,16 +26,24 @@ RETAINED_UNTIL_PURGE = (S.READY, S.FAILED, S.CANCELLED)
 
 
 def remove_stored_file(video, reason, source, actor=None, **still):
-    """Delete the stored file of this video (if any) and note it on the video.
+    """Delete the stored file of this video (if any) and its thumbnail, and note it on the video.
 
     The file is claimed first with a conditional UPDATE (the same name, and the conditions in
-    `still`), so a video that moved meanwhile (a retry re-queued it) keeps its file.
+    `still`), so a video that moved meanwhile (a retry re-queued it) keeps its file. The row is
+    locked while its thumbnail's name is read and cleared with the claim, so a thumbnail the
+    relay's probe stores meanwhile is either read here or refused there (uploads/thumbnails.py).
     """
     name = video.file.name if video.file else ""
-    if not name or not Video.objects.filter(pk=video.pk, file=name, **still).update(
-            file="", file_removed_at=timezone.now()):
+    if not name:
         return False
+    with transaction.atomic():
+        row = Video.objects.select_for_update(of=("self",)).only("thumbnail").filter(pk=video.pk).first()
+        if row is None or not Video.objects.filter(pk=video.pk, file=name, **still).update(
+                file="", thumbnail="", file_removed_at=timezone.now()):
+            return False
     video.file.storage.delete(name)
+    thumbnails.remove(row.thumbnail)
+    video.thumbnail = ""
     record(video, source, video.status, video.status, f"stored file removed ({reason})", actor=actor)
     logger.info("removed stored file of video %s (%s)", video.pk, reason)
     return True

@@ -267,3 +267,9 @@ def bad_request(request, exception):
     many files says so with the limit (the upload page's script refuses it before sending)."""
     chosen = isinstance(exception, TooManyFilesSent) and too_many_chosen(settings.MEMPORTAL_FILES_PER_SELECTION)
     return render(request, "400.html", {"too_many_chosen": chosen}, status=400)
+
+
+def csrf_failure(request, reason=""):
+    """CSRF_FAILURE_VIEW: a form sent without its valid token (an old tab, another tab's sign-in),
+    in the portal's words; the reason goes only to the log (Django's csrf logger)."""
+    return render(request, "403.html", {"csrf_failed": True}, status=403)

@@ -197,21 +197,6 @@ class Video(models.Model):
         """Where its copy lives at memories.ai: every call about it names the same place."""
         return Place.of(self.api_family, self.namespace)
 
-    def next_attempt(self):
-        """For a queued video: when the relay will try it next, or why it waits."""
-        if self.status != self.Status.QUEUED:
-            return ""
-        key = self.team.usable_key()
-        if key is None:
-            return "waiting for a working API key"
-        if RelayHold.in_force() is not None:
-            return "waiting: an operator is fixing the memories.ai settings"
-        slot = key.account.next_upload_at if key.account_id else None
-        times = [t for t in (self.next_attempt_at, slot) if t and t > timezone.now()]
-        if not times:
-            return "next attempt: now"
-        return f"next attempt {timezone.localtime(max(times)):%H:%M:%S}"
-
     def callback_url(self):
         if not settings.MEMPORTAL_PUBLIC_URL:
             return None

@@ -29,14 +29,14 @@ class Command(BaseCommand):
             raise CommandError("the configured storage is that folder: configure the new storage first "
                                "(MEMPORTAL_STORAGE=s3 and MEMPORTAL_S3_*)")
         copied = present = missing = 0
-        for video in Video.objects.exclude(file="").only("pk", "file", "size").iterator():
-            name = video.file.name
+        for pk, name, size in held_files():
             if not source.exists(name):
                 missing += 1
-                self.stderr.write(f"video {video.pk}: {name} is not in {from_folder}")
+                self.stderr.write(f"video {pk}: {name} is not in {from_folder}")
                 continue
+            size = source.size(name) if size is None else size  # a thumbnail: its size is the local file's
             if target.exists(name):
-                if target.size(name) == video.size:
+                if target.size(name) == size:
                     present += 1
                     continue
                 if not dry_run:
@@ -48,8 +48,8 @@ class Command(BaseCommand):
                     continue
                 with fileobj:
                     saved = target.save(name, fileobj)
-                if saved != name or target.size(name) != video.size:
-                    raise CommandError(f"video {video.pk}: {name} was not copied whole (stored as {saved})")
+                if saved != name or target.size(name) != size:
+                    raise CommandError(f"video {pk}: {name} was not copied whole (stored as {saved})")
             copied += 1
         pruned = self.prune(target, dry_run) if prune else 0
         verb = "would copy" if dry_run else "copied"
@@ -61,7 +61,7 @@ class Command(BaseCommand):
     def prune(self, target, dry_run, folder="videos"):
         """Remove what an earlier run copied of videos deleted or purged since (their local file
         went, their copy would stay in the bucket for ever); returns how many."""
-        held = set(Video.objects.exclude(file="").values_list("file", flat=True))
+        held = {name for _, name, _ in held_files()}
         removed = 0
         folders, files = target.listdir(folder)
         for name in (f"{folder}/{file}" for file in files):
@@ -72,3 +72,12 @@ class Command(BaseCommand):
         for sub in folders:
             removed += self.prune(target, dry_run, f"{folder}/{sub}")
         return removed
+
+
+def held_files():
+    """(video id, storage name, size or None) of every stored file a video holds: its copy, and its
+    thumbnail beside it (uploads/thumbnails.py; its size is not recorded)."""
+    for pk, name, size, thumbnail in Video.objects.exclude(file="").values_list("pk", "file", "size", "thumbnail"):
+        yield pk, name, size
+        if thumbnail:
+            yield pk, thumbnail, None
