@@ -5,20 +5,29 @@ sent after the cut are what the server lacked, not the whole file), a reload mid
 by picking the file again, pause, cancel (the server's bytes gone), a session that ended, the
 duplicate warning, a selection over the limit, JavaScript off; axe-core finds no serious or
 critical violation, no page breaks its Content-Security-Policy, and the page works at 375 px.
+From the review: a resume check refused by the gateway (502) is asked again, never a new upload,
+and the link's drop and return are announced; a recognised upload still waiting its turn is
+removed by Cancel, and one finished meanwhile becomes its video's link; another tab's upload is
+said so, discarded only when confirmed, and goes on here once that tab stops; Pause during the
+creation keeps the upload made, and the keyboard's focus follows Pause and Resume.
 
 Small files and a small chunk (128 KiB; local storage takes chunks of 64 KiB and more)."""
 
 import base64
+import hashlib
+import os
 import re
 import socket
 import threading
 import time
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from django.contrib.sessions.models import Session
 from django.core.files.storage import default_storage
 from django.test import Client
+from django.utils import timezone
 
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
@@ -27,11 +36,14 @@ from uploads.models import PartialUpload, Video
 from .browser import no_serious_violations, sign_in
 from .conftest import PASSWORD, make_video, padded, sample, wait_until
 from .test_browser import shot
-from .tus_client import create
+from .tus_client import create, patch, send_in_chunks
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 KIB = 1024
 CHUNK = 128 * KIB
+BAD_GATEWAY = (b"HTTP/1.1 502 Bad Gateway\r\nContent-Type: text/html\r\nContent-Length: 24\r\nConnection: close\r\n"
+               b"\r\n<h1>502 Bad Gateway</h1>")
+
 class Link:
     """A TCP proxy in front of the live server: the browser's link. Bytes from the browser are
     counted as they are passed on (`sent`), at most `rate` bytes a second over all connections
@@ -43,6 +55,9 @@ class Link:
         self.port = self.listener.getsockname()[1]
         self.url = f"http://127.0.0.1:{self.port}"
         self.sent, self.free_at, self.down_until = 0, 0.0, 0.0
+        # As a gateway would while the web process restarts: the next `fail_heads` resume checks
+        # (HEAD) are answered 502 by the link itself; a creation (POST) is held `hold_posts` s.
+        self.fail_heads, self.hold_posts = 0, 0.0
         self.lock, self.pairs, self.closed = threading.Lock(), [], False
         threading.Thread(target=self.accept, daemon=True).start()
 
@@ -77,6 +92,12 @@ class Link:
                 data = source.recv(8 * KIB if from_browser else 64 * KIB)
                 if not data:
                     break
+                if from_browser and data.startswith(b"HEAD /uploads/tus/") and self.fail_heads > 0:
+                    self.fail_heads -= 1
+                    source.sendall(BAD_GATEWAY)
+                    break
+                if from_browser and data.startswith(b"POST /uploads/tus/ ") and self.hold_posts:
+                    time.sleep(self.hold_posts)
                 if from_browser:
                     self.wait_for_link(len(data))
                 target.sendall(data)
@@ -402,6 +423,7 @@ def test_a_selection_over_the_limit_is_refused_before_sending_uploads_wait_for_t
     client = Client()
     client.force_login(member)
     assert create(client, "old.mp4", 500 * KIB, fingerprint="mp1-elsewhere").status_code == 201
+    PartialUpload.objects.update(updated_at=timezone.now() - timedelta(minutes=5))  # not being sent right now
     net = link()
     page.set_viewport_size({"width": 375, "height": 800})
     open_upload_page(page, net.url, member)
@@ -464,3 +486,164 @@ def test_with_javascript_off_the_plain_form_uploads(browser_page, live_server, m
         assert Video.objects.get().original_name == "sample-h264-aac.mp4"
     finally:
         context.close()
+
+
+# --- the review's findings (issue 12): the browser's side -------------------------------------
+
+def browser_fingerprint(path):
+    """What upload.js's fingerprintOf makes of this file: name, size, last change (ms) and the
+    SHA-256 of three 64 KiB samples (start, middle, end), its first 16 bytes."""
+    data, modified = path.read_bytes(), int(path.stat().st_mtime * 1000)
+    starts = [0, max(0, len(data) // 2 - 32 * KIB), max(0, len(data) - 64 * KIB)]
+    samples = b"".join(data[start:start + 64 * KIB] for start in dict.fromkeys(starts))
+    label = "\0".join([path.name, str(len(data)), str(modified)]).encode()
+    return f"mp1-{len(data)}-{modified}-{hashlib.sha256(label + samples).digest()[:16].hex()}"
+
+
+def listen_to_announcements(page):
+    page.evaluate("""() => {
+        window.announced = [];
+        const node = document.getElementById("upload-announcer");
+        new MutationObserver(() => window.announced.push(node.textContent)).observe(node, {childList: true,
+            characterData: true, subtree: true});
+    }""")
+
+
+def focused_label(page):
+    return page.evaluate("document.activeElement && document.activeElement.getAttribute('aria-label')")
+
+
+def test_a_failed_resume_check_is_asked_again_never_a_new_upload_and_the_link_is_announced(
+        page, link, member, api_key, tmp_path):
+    net = link(rate=512 * KIB)
+    open_upload_page(page, net.url, member)
+    created = tus_creations(page)
+    listen_to_announcements(page)
+    clip = video_file(tmp_path, "clip.mp4", 1536 * KIB)
+    size = clip.stat().st_size
+    page.set_input_files("#id_files", str(clip))
+    wait_until(lambda: offsets().get("clip.mp4", 0) >= 2 * CHUNK, timeout=15, message="two chunks sent")
+
+    # The link drops, and the gateway answers the resume checks 502 while the web process restarts.
+    net.fail_heads = 2
+    net.cut(down_for=0.3)
+    at_cut = net.sent
+    time.sleep(0.4)
+    kept = offsets()["clip.mp4"]
+    wait_state(page, "clip.mp4", "done", timeout=40_000)
+    assert net.fail_heads == 0  # both resume checks were refused
+    assert len(created) == 1, page.tus_log  # asked again: no second upload, nothing sent again from zero
+    assert net.sent - at_cut < size - kept + 64 * KIB
+    video = Video.objects.get()
+    assert default_storage.open(video.file.name).read() == clip.read_bytes()
+    assert not PartialUpload.objects.filter(finished_at__isnull=True).exists()
+    announced = page.evaluate("window.announced")
+    assert any(text.startswith("clip.mp4: The connection dropped") for text in announced), announced
+    assert "clip.mp4: the link is back, the upload goes on." in announced
+
+
+def test_cancelling_a_recognised_upload_still_waiting_removes_it_and_one_finished_meanwhile_is_its_video(
+        page, link, member, api_key, tmp_path):
+    busy = [video_file(tmp_path, f"busy-{i}.mp4", 1536 * KIB, seed=i) for i in range(3)]
+    waiting, elsewhere = video_file(tmp_path, "waiting.mp4", 512 * KIB, 11), video_file(tmp_path, "elsewhere.mp4",
+                                                                                      512 * KIB, 12)
+    client = Client()
+    client.force_login(member)
+    urls = {}
+    for path in (waiting, elsewhere):  # begun on this machine before (a crash, a closed tab)
+        os.utime(path, (1_700_000_000, 1_700_000_000))
+        content = path.read_bytes()
+        urls[path.name] = create(client, path.name, len(content), fingerprint=browser_fingerprint(path))["Location"]
+        assert patch(client, urls[path.name], 0, content[:CHUNK]).status_code == 204
+    PartialUpload.objects.update(updated_at=timezone.now() - timedelta(minutes=5))
+    gone = Path(default_storage.path(f"partial/{PartialUpload.objects.get(filename='waiting.mp4').pk}.part"))
+    net = link(rate=96 * KIB)
+    open_upload_page(page, net.url, member)
+    page.locator("#unfinished-list .upload-row").nth(1).wait_for()
+    page.set_input_files("#id_files", [str(path) for path in busy])
+    for path in busy:
+        wait_state(page, path.name, "uploading")
+
+    # Both recognised; three uploads run already, so they wait their turn (nothing of theirs sent yet).
+    page.set_input_files("#id_files", [str(waiting), str(elsewhere)])
+    for name in ("waiting.mp4", "elsewhere.mp4"):
+        wait_state(page, name, "waiting")
+        assert "Recognised: it goes on from 25 %." in row(page, name).inner_text()
+    send_in_chunks(client, urls["elsewhere.mp4"], elsewhere.read_bytes(), CHUNK, start=CHUNK)  # finished elsewhere
+
+    row(page, "waiting.mp4").get_by_role("button", name="Cancel waiting.mp4").click()
+    wait_state(page, "waiting.mp4", "cancelled")
+    assert "the portal removed what it had" in row(page, "waiting.mp4").inner_text()
+    assert not PartialUpload.objects.filter(filename="waiting.mp4").exists() and not gone.exists()
+
+    # A cancel that comes after the last byte: it is a video now, and the row says so with its link.
+    row(page, "elsewhere.mp4").get_by_role("button", name="Cancel elsewhere.mp4").click()
+    wait_state(page, "elsewhere.mp4", "done")
+    video = Video.objects.get(original_name="elsewhere.mp4")
+    assert row(page, "elsewhere.mp4").locator("a.upload-name").get_attribute("href") == f"/videos/{video.pk}/"
+    for path in busy:
+        assert state_of(page, path.name) == "uploading"
+
+
+def test_an_upload_another_tab_is_sending_is_said_so_kept_unless_confirmed_and_goes_on_here_when_it_stops(
+        page, link, member, api_key, tmp_path):
+    net = link(rate=256 * KIB)
+    open_upload_page(page, net.url, member)
+    created = tus_creations(page)
+    clip = video_file(tmp_path, "clip.mp4", 2048 * KIB)
+    page.set_input_files("#id_files", str(clip))
+    wait_until(lambda: offsets().get("clip.mp4", 0) >= 2 * CHUNK, timeout=15, message="two chunks sent")
+
+    other = page.context.new_page()  # a second tab, signed in too
+    other.tus_log = []
+    created_there = tus_creations(other)
+    other.goto(f"{net.url}/videos/upload/")
+    other.locator("form.enhanced").wait_for()
+    entry = other.locator("#unfinished-list .upload-row", has_text="clip.mp4")
+    entry.wait_for()
+    assert "being sent from another tab or window" in entry.inner_text()
+    entry.get_by_role("button", name="Discard clip.mp4").click()
+    assert "Discarding it here stops it there" in entry.inner_text()
+    entry.get_by_role("button", name="Keep it clip.mp4").click()
+    before = offsets()["clip.mp4"]
+    wait_until(lambda: offsets().get("clip.mp4", 0) > before, timeout=15, message="the first tab going on")
+    assert state_of(page, "clip.mp4") == "uploading"
+
+    # The same file picked in the second tab waits while the first sends it, and goes on once it stops.
+    other.set_input_files("#id_files", str(clip))
+    wait_state(other, "clip.mp4", "held")
+    assert "being sent from another tab or window" in row(other, "clip.mp4").inner_text()
+    row(page, "clip.mp4").get_by_role("button", name="Pause clip.mp4").click()
+    wait_state(page, "clip.mp4", "paused")
+    wait_state(other, "clip.mp4", "done", timeout=40_000)
+    assert len(created) == 1 and created_there == []
+    video = Video.objects.get()
+    assert default_storage.open(video.file.name).read() == clip.read_bytes()
+
+
+def test_pause_while_the_upload_is_being_made_keeps_it_and_the_keyboard_focus_follows_pause_and_resume(
+        page, link, member, api_key, tmp_path):
+    net = link(rate=512 * KIB)
+    open_upload_page(page, net.url, member)
+    created = tus_creations(page)
+    clip = video_file(tmp_path, "clip.mp4", 1024 * KIB)
+    net.hold_posts = 1.5  # the creation takes a while to get through
+    with page.expect_request(lambda r: r.method == "POST" and "/uploads/tus/" in r.url):
+        page.set_input_files("#id_files", str(clip))
+
+    # Pressed from the keyboard while the upload is being made: paused, the focus on Resume.
+    row(page, "clip.mp4").get_by_role("button", name="Pause clip.mp4").focus()
+    page.keyboard.press("Enter")
+    wait_state(page, "clip.mp4", "paused")
+    assert focused_label(page) == "Resume clip.mp4"
+    wait_until(lambda: PartialUpload.objects.exists(), timeout=10, message="the creation arrived")
+    quiet(net)
+    net.hold_posts = 0
+    assert offsets() == {"clip.mp4": 0}
+
+    page.keyboard.press("Enter")  # Resume: the upload the creation made goes on, not a second one
+    wait_until(lambda: offsets().get("clip.mp4", 0) >= CHUNK, timeout=15, message="a chunk sent")
+    assert focused_label(page) == "Pause clip.mp4"
+    wait_state(page, "clip.mp4", "done")
+    assert len(created) == 1, page.tus_log
+    assert PartialUpload.objects.count() == 1 and Video.objects.count() == 1

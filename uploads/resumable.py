@@ -25,6 +25,7 @@ import time
 
 from botocore.exceptions import BotoCoreError, ClientError
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.db.models import F, Q
 from django.db.models.functions import Now
@@ -32,6 +33,8 @@ from django.db.models.functions import Now
 from . import actions, chunkstore, tasks
 from .clock import database_time
 from .models import PartialUpload, Team, Video
+from .resumable_errors import (EXPIRED, NOT_FOUND, Busy, Conflict, Expired, Forbidden, NotFound, Refused,  # noqa: F401
+                               StorageFailed, Superseded, TooLarge, TooMany, UploadError)
 
 logger = logging.getLogger(__name__)
 GONE = PartialUpload.GONE
@@ -39,60 +42,6 @@ HEAD_BYTES = 16  # what forms.refusal_reason reads of a file to know its contain
 BLOCK_BYTES = 64 * 1024  # the request body is read this much at a time (and the claim refreshed)
 BEAT_SECONDS = 1.0  # how often a writing request says it is alive (and learns if it was superseded)
 STORAGE_ERRORS = (OSError, BotoCoreError, ClientError)
-
-
-class UploadError(Exception):
-    """A refusal, in words for the user, with the HTTP status the endpoint answers."""
-
-    status = 400
-
-    def __init__(self, message, headers=None):
-        super().__init__(message)
-        self.message, self.headers = message, headers or {}
-
-
-class Forbidden(UploadError):
-    status = 403
-
-
-class NotFound(UploadError):
-    status = 404
-
-
-class Conflict(UploadError):
-    status = 409
-
-
-class Expired(UploadError):
-    status = 410
-
-
-class TooLarge(UploadError):
-    status = 413
-
-
-class Refused(UploadError):
-    status = 422
-
-
-class Busy(UploadError):
-    status = 423
-
-
-class TooMany(UploadError):
-    status = 429
-
-
-class StorageFailed(UploadError):
-    status = 503
-
-
-NOT_FOUND = "No such upload: it was cancelled, or it expired and its bytes were removed. Upload the file again."
-EXPIRED = "This upload expired and its bytes are being removed: upload the file again."
-
-
-class Superseded(Exception):
-    """Another request took this upload over (or it was cancelled) while this one wrote."""
 
 
 def expire_delta():
@@ -122,7 +71,8 @@ def stored_name(upload):
 def create(*, owner, team, filename, title, content_type, length, metadata, fingerprint, refusal):
     """A new upload, its bytes' place made ready. `refusal(reserved, in_flight)` says why not (an
     UploadError) given the bytes the team's unfinished uploads reserve and how many the owner has;
-    it is asked under the team's row lock, so uploads started at once are counted one by one."""
+    it is asked under the user's and the team's row locks, so uploads started at once (in one team
+    or in several) are counted one by one."""
     store = chunk_store()
     upload = PartialUpload(owner=owner, team=team, filename=filename, title=title, content_type=content_type,
                            length=length, metadata=metadata, fingerprint=fingerprint, backend=store.backend,
@@ -131,7 +81,9 @@ def create(*, owner, team, filename, title, content_type, length, metadata, fing
         upload.storage_name = stored_name(upload)
     except STORAGE_ERRORS as error:
         raise StorageFailed(f"The storage cannot be reached ({type(error).__name__}): try again in a moment.") from error
-    with transaction.atomic():
+    with transaction.atomic():  # the user's row first (the in-flight limit is theirs), then the team's
+        # (no_key: the lock only other creations take; it does not hold up rows that refer to the user)
+        list(get_user_model().objects.select_for_update(no_key=True).filter(pk=owner.pk).values_list("pk", flat=True))
         list(Team.objects.select_for_update().filter(pk=team.pk).values_list("pk", flat=True))
         error = refusal(PartialUpload.objects.reserved_bytes(team),
                         PartialUpload.objects.unfinished().filter(owner=owner).count())
@@ -180,7 +132,7 @@ def claim(upload_id, start, allow_expired=False):
         if row.writer and row.writer_seen_at and (row.db_now - row.writer_seen_at).total_seconds() < stall:
             raise Busy("Another request is writing this upload: try again in a moment.", {"Retry-After": str(stall)})
         token = secrets.token_hex(16)
-        PartialUpload.objects.filter(pk=upload_id).update(writer=token, writer_seen_at=Now(),
+        PartialUpload.objects.filter(pk=upload_id).update(writer=token, writer_seen_at=Now(), updated_at=Now(),
                                                           next_part=row.next_part + 1)
     return token, row.next_part
 
@@ -283,7 +235,7 @@ def write_chunk(upload, start, stream, size, head_refusal):
             raise superseded(upload.pk)
         # Still the writer when complete: the finishing that follows is this request's.
         PartialUpload.objects.filter(pk=upload.pk).update(
-            offset=reached, parts=row.parts + ([part] if part else []), expires_at=expire_delta(),
+            offset=reached, parts=row.parts + ([part] if part else []), expires_at=expire_delta(), updated_at=Now(),
             writer=token if complete else "", writer_seen_at=Now() if complete else None)
     if body.cut:
         logger.info("resumable upload %s: chunk cut short at %d of %d bytes, kept up to %d",
@@ -300,6 +252,10 @@ def finish(upload_id, token):
     """The bytes into the video's name (moved, or completed in place), then the Video, its
     first event, its relay task and the upload's end, in one transaction."""
     upload = PartialUpload.objects.select_related("team", "owner").get(pk=upload_id)
+    if not Team.objects.of_member(upload.owner).filter(pk=upload.team_id).exists():
+        release(upload_id, token)  # removed from the team (or deactivated): no video, the bytes go
+        end_uploads_of(upload.owner_id, upload.team_id)
+        raise Forbidden(f"You are no longer a member of {upload.team}: this upload cannot go on.")
     try:
         name = store_for(upload).complete(upload)
         with transaction.atomic():
@@ -347,12 +303,27 @@ def terminate(upload):
         if PartialUpload.objects.filter(pk=upload.pk, finished_at__isnull=False).exists():
             raise Conflict("This upload is finished: it is a video now (delete it from its page).")
         raise NotFound(NOT_FOUND)
-    remove(upload)
+    fenced = PartialUpload.objects.filter(pk=upload.pk).first()  # as it is now: a last chunk may have landed
+    if fenced is not None:
+        remove(fenced)
+
+
+def end_uploads_of(user_id, team_id):
+    """A member removed from a team: their unfinished uploads for it are cancelled, bytes and all
+    (a failed removal stays fenced; the clock's sweep removes it)."""
+    for upload in PartialUpload.objects.filter(owner_id=user_id, team_id=team_id, finished_at__isnull=True):
+        try:
+            terminate(upload)
+        except (NotFound, Conflict):
+            pass  # removed or finished meanwhile
+        except STORAGE_ERRORS:
+            logger.exception("the bytes of resumable upload %s could not be removed (the clock will)", upload.pk)
 
 
 def remove(upload):
-    """The bytes of a fenced upload, then its row. The video's own name is removed too when the
-    upload was complete but never became a video (moved, then the finishing failed)."""
+    """The bytes of a fenced upload (`upload` read after the fence), then its row. The video's own
+    name is removed too when the upload was complete but never became a video (moved, then the
+    finishing failed or was fenced)."""
     stored_too = upload.offset == upload.length and not Video.objects.filter(pk=upload.video_uuid).exists()
     store = chunk_store()
     if store.backend == upload.backend:
@@ -364,27 +335,46 @@ def remove(upload):
     logger.info("resumable upload %s removed with its bytes", upload.pk)
 
 
+def stale_writer():
+    """No request is writing: no writer, or one silent for MEMPORTAL_UPLOAD_STALL_SECONDS."""
+    return Q(writer="") | Q(writer_seen_at__lte=database_time(-settings.MEMPORTAL_UPLOAD_STALL_SECONDS))
+
+
+def fence_due(upload):
+    """The sweep's compare-and-set on an expired upload it read: fenced only if it is still as it
+    was seen (the same writer, still silent, still expired), never one a request woke up since."""
+    if upload.writer == GONE:
+        return True  # a cancel's removal that failed: fenced already
+    still = PartialUpload.objects.filter(stale_writer(), pk=upload.pk, writer=upload.writer, finished_at__isnull=True,
+                                         expires_at__lte=Now())
+    return bool(still.update(writer=GONE, writer_seen_at=Now()))
+
+
 def expire_partial_uploads():
     """The clock's sweep: finish complete uploads nobody finished, remove the bytes and rows of
     expired ones (and of cancels whose removal failed), forget finished ones once expired.
     Returns how many unfinished uploads' bytes it removed."""
-    stale = Q(writer="") | Q(writer_seen_at__lte=database_time(-settings.MEMPORTAL_UPLOAD_STALL_SECONDS))
+    stale = stale_writer()
     PartialUpload.objects.filter(finished_at__isnull=False, expires_at__lte=Now()).delete()
     unfinished = PartialUpload.objects.filter(finished_at__isnull=True)
     for upload in unfinished.filter(stale, offset=F("length")).exclude(writer=GONE).select_related("team"):
         try:
             settle(upload, allow_expired=True)
+        except (Forbidden, NotFound, Conflict, Busy) as refusal:  # removed from the team, gone, or taken
+            logger.info("complete resumable upload %s not finished: %s", upload.pk, refusal.message)
         except Exception:  # noqa: BLE001 (the next round tries again; expiry removes it in the end)
             logger.exception("complete resumable upload %s could not be finished", upload.pk)
     removed = 0
     due = unfinished.filter(Q(expires_at__lte=Now()) & stale | Q(writer=GONE, writer_seen_at__lte=database_time(
         -settings.MEMPORTAL_UPLOAD_STALL_SECONDS)))
     for upload in due:
-        if upload.writer != GONE and not (PartialUpload.objects.filter(pk=upload.pk, writer=upload.writer)
-                                          .update(writer=GONE, writer_seen_at=Now())):
-            continue  # a request claimed it meanwhile
+        if not fence_due(upload):
+            continue  # a request claimed it meanwhile, or a chunk moved its expiry
+        fenced = PartialUpload.objects.filter(pk=upload.pk).first()  # as it is now, fenced
+        if fenced is None:
+            continue  # removed meanwhile (another sweep, a cancel)
         try:
-            remove(upload)
+            remove(fenced)
         except STORAGE_ERRORS:
             logger.exception("the bytes of resumable upload %s could not be removed (next round)", upload.pk)
             continue

@@ -1,5 +1,6 @@
-"""Keeps a user's admin access in step with their team-admin memberships, starts a session's
-clock at sign-in, and writes the audit trail (sign-ins, roles, staff status, keys).
+"""Keeps a user's admin access in step with their team-admin memberships, cancels a removed
+member's unfinished uploads for the team, starts a session's clock at sign-in, and writes the
+audit trail (sign-ins, roles, staff status, keys).
 
 Giving someone the team-admin role makes them staff with the team-admin permissions; removing
 their last team-admin role takes both away again. Being signal-driven, this holds however the
@@ -10,12 +11,14 @@ Django sends no signals for; the code never uses them on memberships).
 from axes.signals import user_locked_out
 from django.contrib.auth import get_user_model
 from django.contrib.auth.signals import user_logged_in, user_logged_out, user_login_failed
+from django.db import transaction
 from django.db.models.signals import post_delete, post_save, pre_save
 from django.dispatch import receiver
 
 from memportal.middleware import client_ip
 from memportal.sessions import mark_signed_in
 
+from . import resumable
 from .models import ApiKey, AuditEvent, Membership, Team, audit
 from .permissions import sync_team_admin_access
 
@@ -28,6 +31,14 @@ def membership_changed(sender, instance, **kwargs):
     if kwargs.get("raw"):  # loaddata copies rows as they are (deploy/sqlite_to_postgres.sh)
         return
     sync_team_admin_access(instance.user_id)
+
+
+@receiver(post_delete, sender=Membership)
+def end_removed_members_uploads(sender, instance, **kwargs):
+    """Removed from a team: their unfinished resumable uploads for it are cancelled (bytes and
+    all), once the removal is committed; a complete one never becomes the team's video."""
+    user_id, team_id = instance.user_id, instance.team_id
+    transaction.on_commit(lambda: resumable.end_uploads_of(user_id, team_id))
 
 
 @receiver(user_logged_in)

@@ -20,10 +20,12 @@ is uploads/resumable.py.
 import base64
 import binascii
 import os
+from datetime import timedelta
 from functools import wraps
 
 from django.conf import settings
 from django.contrib.auth.decorators import login_not_required
+from django.db.models.functions import Now
 from django.http import HttpResponse, JsonResponse
 from django.template.defaultfilters import filesizeformat
 from django.urls import reverse
@@ -242,11 +244,21 @@ def collection(request, method):
 
 
 def unfinished(request):
-    uploads = PartialUpload.objects.unfinished().filter(owner=request.user).select_related("team")
+    """`active`: a request is writing it (its writer heard from within MEMPORTAL_UPLOAD_STALL_SECONDS)
+    or a chunk came as recently: another tab or window is likely sending it right now."""
+    uploads = (PartialUpload.objects.unfinished().filter(owner=request.user).select_related("team")
+               .annotate(db_now=Now()))
+    stall = timedelta(seconds=settings.MEMPORTAL_UPLOAD_STALL_SECONDS)
+
+    def active(upload):
+        writing = bool(upload.writer) and upload.writer_seen_at is not None and (
+            upload.db_now - upload.writer_seen_at < stall)
+        return writing or upload.db_now - upload.updated_at < stall
     return JsonResponse({"uploads": [{
         "url": reverse("tus-upload", args=[upload.pk]), "filename": upload.filename, "length": upload.length,
         "offset": upload.offset, "fingerprint": upload.fingerprint, "team": upload.team_id,
         "created_at": upload.created_at.isoformat(), "expires_at": upload.expires_at.isoformat(),
+        "active": active(upload),
     } for upload in uploads]})
 
 
@@ -258,12 +270,17 @@ def resource(request, method, upload_id):
     if method == "DELETE":
         resumable.terminate(upload)
         return answer(204)
-    if resumable.is_expired(upload):
+    if resumable.is_expired(upload) and not upload.is_complete:
         raise resumable.Expired(resumable.EXPIRED)
     try:
-        upload = resumable.settle(upload)  # complete, but its finishing request died: finish it now
-    except resumable.Busy:
-        pass  # being finished right now: the video's headers come with the next HEAD
+        # Complete, but its finishing request died: finish it now (expired or not, as the clock would:
+        # a 410 here would make the client send the file again, and the clock finish this one too).
+        upload = resumable.settle(upload, allow_expired=True)
+    except (resumable.Busy, resumable.Conflict, resumable.StorageFailed):
+        # Being finished right now, finished meanwhile, or the storage failed this time: the bytes
+        # are all here, so the offset is the length (never a 5xx, after which tus-js-client would
+        # start the file again); the next HEAD, or the clock, finishes it and names the video.
+        upload = resumable.reload(upload)
     return answer(200, headers={**upload_headers(upload), "Upload-Metadata": upload.metadata})
 
 

@@ -42,6 +42,7 @@
   var nextId = 1;
   var signInTimer = null;
   var statesTimer = null;
+  var refreshTimer = null;
 
   // ---- words and numbers ----
   function fill(template, values) {
@@ -79,6 +80,7 @@
     var node = element("button", className || "small", label);
     node.type = "button";
     node.setAttribute("aria-label", label + " " + name);
+    node.setAttribute("data-role", label.toLowerCase().replace(/[^a-z]+/g, "-"));
     node.addEventListener("click", action);
     return node;
   }
@@ -199,6 +201,10 @@
 
   // Set the row's state and what it says; `parts` is text, or a list of text and nodes.
   Row.prototype.set = function (state, parts, buttons) {
+    var before = this.state;
+    var focused = document.activeElement; // about to be removed with the buttons (or the message's links)?
+    var role = focused && (this.actions.contains(focused) || (focused !== this.message && this.message.contains(focused)))
+      ? focused.getAttribute("data-role") || "" : null;
     this.state = state;
     this.node.setAttribute("data-state", state);
     this.node.className = "upload-row state-" + state;
@@ -211,15 +217,36 @@
                           state === "signed-out" || state === "finishing" || (state === "waiting" && this.sent > 0));
     this.actions.textContent = "";
     (buttons === CONTROLS ? this.controls() : buttons || []).forEach(function (b) { this.actions.appendChild(b); }, this);
+    if (role !== null) { this.keepFocus(role); }
+    if (state === "offline" && before !== "offline") {
+      this.wasOffline = true;
+      announce(this.file.name + ": " + this.message.textContent);
+    }
+  };
+
+  // The button that had the keyboard's focus was replaced: the focus goes to its counterpart
+  // (Pause <-> Resume), else the same role, else the row's first button, else its message.
+  var COUNTERPART = { pause: "resume", resume: "pause" };
+  Row.prototype.keepFocus = function (role) {
+    var actions = this.actions;
+    function find(name) { return name ? actions.querySelector("[data-role='" + name + "']") : null; }
+    var next = find(COUNTERPART[role]) || find(role) || actions.querySelector("button") ||
+               this.node.querySelector("a.upload-name");
+    if (!next) {
+      next = this.message;
+      next.tabIndex = -1;
+    }
+    next.focus();
   };
 
   Row.prototype.controls = function () {
     var row = this;
     var name = this.file.name;
     var out = [];
+    if (this.state === "finishing") { return out; } // all sent: it becomes a video, nothing to cancel
     if (this.state === "paused") {
       out.push(button("Resume", name, function () { row.resume(); }));
-    } else if (this.state !== "finishing") {
+    } else {
       out.push(button("Pause", name, function () { row.pause(); }));
     }
     out.push(button("Cancel", name, function () { row.cancel(); }, "small secondary"));
@@ -277,14 +304,37 @@
         if (!live() && req.getMethod() !== "DELETE") { throw new Error("given up"); }
         row.lastActivity = Date.now();
         req.setHeader("X-CSRFToken", csrfToken()); // read each time: signing in again changes it
+        if (req.getMethod() !== "POST") { return undefined; }
+        // A creation whose answer never came (aborted, cut, a gateway's 5xx) may have made the
+        // upload all the same: go on with that one rather than make a second.
+        return (row.mayHaveOrphan ? orphanOf(row) : Promise.resolve(null)).then(function (url) {
+          if (!live()) { throw new Error("given up"); }
+          if (url) { throw new Adopt(url); }
+          row.mayHaveOrphan = true; // until its answer says otherwise
+          row.creating = true;
+          row.lastActivity = Date.now();
+        });
       },
       onAfterResponse: function (req, res) {
         if (!live() && req.getMethod() !== "DELETE") { throw new Error("given up"); }
         row.lastActivity = Date.now();
         var status = res.getStatus();
+        var method = req.getMethod();
+        if (method === "POST") {
+          row.creating = false;
+          if (status >= 400 && status < 500) { row.mayHaveOrphan = false; } // refused: nothing was made
+        }
         if (status === 401) { throw new SignedOut(); } // keep the upload's address: never start anew
-        if (req.getMethod() === "HEAD" && (status === 404 || status === 410)) {
+        if (method === "HEAD" && (status < 200 || status >= 300)) {
+          // tus-js-client makes a new upload after any failed resume check but 423: the file from
+          // zero, the old upload left holding its bytes (or finished by the clock: two videos).
+          // Only an upload the portal no longer has may start again; otherwise the check fails
+          // (thrown here) and is asked again, or the row says why.
+          if (status !== 404 && status !== 410) {
+            throw new ResumeCheckFailed(res, status === 0 || status === 409 || status === 423 || status >= 500);
+          }
           row.note = "The portal no longer had this upload (it expired or was cancelled): it starts again from the beginning.";
+          row.url = row.resumeUrl = null;
         }
         if (res.getHeader("Memportal-Video-Url")) {
           row.videoUrl = res.getHeader("Memportal-Video-Url");
@@ -292,13 +342,26 @@
         }
         if (upload.url) { row.url = upload.url; }
       },
+      onUploadUrlAvailable: function () {
+        if (!live()) { return; }
+        row.url = upload.url;
+        remember(upload.url);
+        row.creating = row.mayHaveOrphan = false;
+        var pending = row.pending; // a pause or cancel asked for while the upload was being made
+        row.pending = null;
+        if (pending) { upload.abort(false); }
+        if (pending === "cancel") { row.terminate(); }
+      },
       onShouldRetry: function (err, attempt) {
-        if (!live() || err.causingError instanceof SignedOut) { return false; }
-        var status = err.originalResponse ? err.originalResponse.getStatus() : 0;
+        row.creating = false;
+        if (!live() || err.causingError instanceof SignedOut || err.causingError instanceof Adopt) { return false; }
+        if (row.state === "paused" || row.state === "cancelling") { return false; } // asked during a creation
+        var status = statusOf(err);
         // No answer or a broken one (the link: a cut can leave a 2xx without its Upload-Offset),
         // 409 (another offset: ask again), 423 (a dead request still holds the upload), 5xx: try
         // again, from the offset a HEAD gives. Other refusals are the server's word.
-        var again = status < 400 || status === 409 || status === 423 || status >= 500;
+        var again = err.causingError instanceof ResumeCheckFailed ? err.causingError.retry
+          : status < 400 || status === 409 || status === 423 || status >= 500;
         if (again) {
           row.lastActivity = Date.now() + RETRY_DELAYS[attempt]; // waiting on purpose, not silent
           if (status < 400 && row.state === "uploading") {
@@ -310,6 +373,10 @@
       onProgress: function (sent) {
         if (!live()) { return; }
         row.lastActivity = Date.now();
+        if (row.wasOffline && sent > row.sent) {
+          row.wasOffline = false;
+          announce(row.file.name + ": the link is back, the upload goes on.");
+        }
         if (row.state !== "uploading" || row.transient) {
           row.transient = false;
           row.set("uploading", row.note || "Uploading.", CONTROLS);
@@ -332,11 +399,36 @@
 
   function SignedOut() { this.message = "signed out"; }
   SignedOut.prototype = Object.create(Error.prototype);
+  // A resume check (HEAD) answered with neither the offset nor "no such upload": ask again
+  // (`retry`) or say why; never a new upload.
+  function ResumeCheckFailed(res, retry) {
+    this.message = "the portal answered " + res.getStatus();
+    this.response = res;
+    this.retry = retry;
+  }
+  ResumeCheckFailed.prototype = Object.create(Error.prototype);
+  // The portal has an upload of this file that an earlier creation made: go on with it.
+  function Adopt(url) { this.message = "an upload of this file was made already"; this.url = url; }
+  Adopt.prototype = Object.create(Error.prototype);
+  function responseOf(err) {
+    return (err && err.originalResponse) || (err && err.causingError && err.causingError.response) || null;
+  }
+  function statusOf(err) {
+    var res = responseOf(err);
+    return res ? res.getStatus() : 0;
+  }
 
   // Start, or go on: a new tus upload each time, from the server's offset (HEAD) when the
   // server has it already, so nothing of an upload given up can run alongside.
   Row.prototype.start = function (message) {
+    if (this.creating && this.pending === "pause") { // resumed before the creation's answer came: it goes on
+      this.pending = null;
+      this.set("uploading", "Starting…", CONTROLS);
+      return;
+    }
     if (this.upload) { this.upload.abort(false); }
+    this.creating = false;
+    this.pending = null;
     if (this.url) { this.resumeUrl = this.url; }
     this.makeUpload();
     this.samples = [];
@@ -349,7 +441,9 @@
   };
 
   Row.prototype.pause = function () {
-    if (this.upload) { this.upload.abort(false); }
+    // Being made: the creation's answer names the upload, so it is let through (then stopped);
+    // aborted, the portal would make it all the same and the row never learn of it.
+    if (this.creating) { this.pending = "pause"; } else if (this.upload) { this.upload.abort(false); }
     window.clearTimeout(this.retryTimer);
     this.set("paused", "Paused. What the portal has is kept; Resume goes on from there.", CONTROLS);
     this.showProgress();
@@ -362,32 +456,51 @@
   };
 
   Row.prototype.cancel = function () {
-    var row = this;
-    var hadUrl = !!(this.url || (this.upload && this.upload.url));
-    var started = !!this.upload;
     window.clearTimeout(this.retryTimer);
     this.set("cancelling", "Cancelling…");
-    var done = Promise.resolve();
-    if (this.upload && this.upload.url) {
-      done = this.upload.abort(true); // DELETE: the server removes what it had
-    } else if (this.upload) {
-      this.upload.abort(false);
-      if (this.url) { done = tus.Upload.terminate(this.url, { retryDelays: [0, 1000, 3000], onBeforeRequest: function (req) {
-        req.setHeader("X-CSRFToken", csrfToken()); } }); }
-    }
+    if (this.creating) { this.pending = "cancel"; return; } // the creation's answer names what to remove
+    this.terminate();
+  };
+
+  // The cancel itself: whatever the portal has of this file (made here, or an unfinished upload
+  // recognised and still waiting its turn) is removed (DELETE).
+  Row.prototype.terminate = function () {
+    var row = this;
+    var url = (this.upload && this.upload.url) || this.url || this.resumeUrl;
+    var orphan = !url && this.mayHaveOrphan;
+    this.pending = null;
+    if (this.upload) { this.upload.abort(false); }
+    var done = !url ? Promise.resolve() : tus.Upload.terminate(url, {
+      retryDelays: [0, 1000, 3000],
+      onBeforeRequest: function (req) { req.setHeader("X-CSRFToken", csrfToken()); },
+      onAfterResponse: function (req, res) { if (res.getStatus() === 401) { throw new SignedOut(); } },
+      onShouldRetry: function (err) {
+        var status = statusOf(err);
+        return !(err.causingError instanceof SignedOut) && (status === 0 || status === 423 || status >= 500);
+      }
+    });
     done.then(function () { return null; }, function (err) {
-      var status = err && err.originalResponse ? err.originalResponse.getStatus() : 0;
+      var status = statusOf(err);
       return status === 404 || status === 410 ? null : err; // gone already: what was wanted
     }).then(function (err) {
+      if (err && statusOf(err) === 409) { // all of it had arrived: it is a video now
+        row.url = url;
+        row.set("finishing", "It was all sent before the cancel reached the portal: it is a video now (delete it " +
+                "from its page if it is not wanted).");
+        announce(row.file.name + ": " + row.message.textContent);
+        row.askForVideo();
+        return;
+      }
       if (err) {
         var signedOut = err.causingError instanceof SignedOut;
         row.set("paused", signedOut ? W.signed_out + " Then cancel again."
           : "It could not be cancelled (" + serverText(err) + "): try again.", CONTROLS);
         return;
       }
-      row.set("cancelled", hadUrl ? "Cancelled: the portal removed what it had of this file." : "Cancelled: nothing was sent.");
+      row.url = row.resumeUrl = null;
+      row.set("cancelled", url ? "Cancelled: the portal removed what it had of this file." : "Cancelled: nothing was sent.");
       announce(row.file.name + " cancelled.");
-      if (started && !hadUrl) { removeOrphanOf(row); }
+      if (orphan) { removeOrphanOf(row); }
       pump();
     });
   };
@@ -433,7 +546,14 @@
 
   Row.prototype.failed = function (err) {
     var row = this;
+    this.creating = false;
+    if (err && err.causingError instanceof Adopt) { // an earlier creation made it: go on with that one
+      this.url = this.resumeUrl = err.causingError.url;
+      this.mayHaveOrphan = false;
+    }
+    if (this.pending === "cancel") { this.terminate(); return; } // the creation it waited for failed
     if (this.state === "cancelling" || this.state === "cancelled" || this.state === "paused") { return; }
+    if (err && err.causingError instanceof Adopt) { this.start("Going on with the upload the portal made of it…"); return; }
     if (err && err.causingError instanceof SignedOut) {
       var link = element("a", null, "Sign in (a new tab)");
       link.href = config.sign_in_url;
@@ -449,9 +569,9 @@
       pump();
       return;
     }
-    var status = err.originalResponse ? err.originalResponse.getStatus() : 0;
+    var status = statusOf(err);
     if (status === 429) { // the server counts this person's uploads under way: wait for one to end
-      var after = parseInt(err.originalResponse.getHeader("Retry-After"), 10) || 60;
+      var after = parseInt(responseOf(err).getHeader("Retry-After"), 10) || 60;
       this.wait(serverText(err) + " (It starts by itself when it can.)");
       window.setTimeout(pump, Math.min(after, 60) * 1000);
       return;
@@ -469,7 +589,7 @@
   };
 
   function serverText(err) {
-    var res = err && err.originalResponse;
+    var res = responseOf(err);
     var body = res && res.getBody ? String(res.getBody() || "").trim() : "";
     if (body && body.charAt(0) !== "<" && body.length < 600) { return body; }
     if (res) { return "the portal answered " + res.getStatus() + (err.message ? " (" + err.message + ")" : ""); }
@@ -586,6 +706,7 @@
 
   // ---- unfinished uploads the server keeps (after a reload, a crash, another tab) ----
   function percentOf(entry) { return entry.length ? Math.floor(entry.offset / entry.length * 100) : 0; }
+  var ELSEWHERE = "It is being sent from another tab or window right now (or was until a moment ago).";
   function renderUnfinished() {
     var section = document.getElementById("unfinished");
     var ul = document.getElementById("unfinished-list");
@@ -599,12 +720,24 @@
       head.appendChild(element("span", "upload-size", sizeText(entry.length)));
       li.appendChild(head);
       var expires = new Date(entry.expires_at);
-      li.appendChild(element("p", "upload-state", percentOf(entry) + " % is on the portal (" + sizeText(entry.offset) +
-        "), kept until " +
-        expires.toLocaleString(undefined, { dateStyle: "medium", timeStyle: "short" }) + ". Pick “" + entry.filename + "” again to go on."));
+      var state = element("p", "upload-state", percentOf(entry) + " % is on the portal (" + sizeText(entry.offset) +
+        "), kept until " + expires.toLocaleString(undefined, { dateStyle: "medium", timeStyle: "short" }) + ". " +
+        (entry.active ? ELSEWHERE + " It goes on there; picking “" + entry.filename + "” here waits until it stops."
+          : "Pick “" + entry.filename + "” again to go on."));
+      li.appendChild(state);
+      if (entry.active) { li.setAttribute("data-active", "true"); }
       var actions = element("div", "upload-actions");
       actions.appendChild(button("Pick the file", entry.filename, function () { input.click(); }));
-      actions.appendChild(button("Discard", entry.filename, function () { discard(entry, li); }, "small secondary"));
+      actions.appendChild(button("Discard", entry.filename, function () {
+        if (!entry.active) { discard(entry, li); return; }
+        // Another tab's upload: discarding it there stops it; ask first.
+        actions.textContent = "";
+        state.textContent = ELSEWHERE + " Discarding it here stops it there and removes what the portal has. Discard it?";
+        var sure = button("Discard anyway", entry.filename, function () { discard(entry, li); }, "small secondary");
+        actions.appendChild(sure);
+        actions.appendChild(button("Keep it", entry.filename, function () { renderUnfinished(); }));
+        sure.focus();
+      }, "small secondary"));
       li.appendChild(actions);
       ul.appendChild(li);
     });
@@ -632,11 +765,59 @@
       .then(function (res) { return res.ok ? res.json() : { uploads: [] }; }, function () { return { uploads: [] }; })
       .then(function (data) { return data.uploads || []; });
   }
+  function absolute(url) { return new URL(url, window.location.href).href; }
+  // The uploads this tab sent (sessionStorage: this tab's own, kept across a reload), so that
+  // after a reload its own unfinished uploads are not taken for another tab's.
+  var SENT_HERE = "memportal-uploads-sent-here";
+  function sentHere() {
+    try { return JSON.parse(window.sessionStorage.getItem(SENT_HERE) || "[]"); } catch (e) { return []; }
+  }
+  function remember(url) {
+    var urls = sentHere().filter(function (other) { return other !== url; }).concat([absolute(url)]).slice(-50);
+    try { window.sessionStorage.setItem(SENT_HERE, JSON.stringify(urls)); } catch (e) { /* private mode: no matter */ }
+  }
+  function mineAfterAReload(uploads) {
+    var here = sentHere();
+    uploads.forEach(function (entry) { if (here.indexOf(absolute(entry.url)) !== -1) { entry.active = false; } });
+    return uploads;
+  }
+  function knownUrls() {
+    return rows.map(function (other) { return other.url || other.resumeUrl; }).filter(Boolean)
+      .concat(unfinished.map(function (entry) { return absolute(entry.url); }));
+  }
+  // An upload of this row's file the portal has and nothing on the page knows of (an earlier
+  // creation whose answer never came): its address, or null.
+  function orphanOf(row) {
+    return fetchUnfinished().then(function (uploads) {
+      var known = knownUrls();
+      var found = uploads.filter(function (entry) {
+        return entry.fingerprint === row.fingerprint && entry.filename === row.file.name &&
+               entry.length === row.file.size && known.indexOf(absolute(entry.url)) === -1;
+      })[0];
+      return found ? absolute(found.url) : null;
+    });
+  }
+  // The list again while an upload in it is being sent from elsewhere: it says when that stops,
+  // and a file picked meanwhile goes on here then.
+  function refreshUnfinished() {
+    if (refreshTimer || !unfinished.some(function (entry) { return entry.active; })) { return; }
+    refreshTimer = window.setTimeout(function () {
+      refreshTimer = null;
+      fetchUnfinished().then(function (uploads) {
+        var taken = rows.map(function (other) { return other.url || other.resumeUrl; }).filter(Boolean);
+        unfinished = mineAfterAReload(uploads).filter(function (entry) { return taken.indexOf(absolute(entry.url)) === -1; });
+        rows.forEach(function (row) { if (row.state === "held") { row.recognise(); } });
+        renderUnfinished();
+        refreshUnfinished();
+        pump();
+      });
+    }, (config.stall_seconds + 1) * 1000);
+  }
   // A cancel while the upload was being made: the server may have made it after all.
   function removeOrphanOf(row) {
     window.setTimeout(function () {
       fetchUnfinished().then(function (uploads) {
-        var known = rows.map(function (other) { return other.url; });
+        var known = rows.map(function (other) { return other.url || other.resumeUrl; });
         uploads.forEach(function (entry) {
           var url = new URL(entry.url, window.location.href).href;
           if (entry.fingerprint === row.fingerprint && entry.offset === 0 && known.indexOf(url) === -1) { deleteUpload(url); }
@@ -680,29 +861,43 @@
           return other !== row && other.fingerprint === fingerprint && !ENDED[other.state] && other.state !== "duplicate";
         })[0];
         if (twin) { row.refuse("“" + row.file.name + "” is in the list already."); return null; }
-        var entry = unfinished.filter(function (e) {
-          return e.fingerprint === fingerprint && e.filename === row.file.name && e.length === row.file.size;
-        })[0];
-        if (entry) { // the same file again: go on from the server's offset
-          row.resumeUrl = new URL(entry.url, window.location.href).href;
-          row.sent = entry.offset;
-          row.progress.value = entry.offset;
-          unfinished = unfinished.filter(function (other) { return other !== entry; });
-          renderUnfinished();
-          row.wait("Recognised: it goes on from " + percentOf(entry) + " %.");
-          pump();
-          return null;
-        }
-        return lookUpDuplicates(row).then(function (found) {
-          if (found && (found.videos.length || found.team_has_it)) { warnDuplicate(row, found); return; }
-          row.wait();
-          pump();
-        });
+        return row.recognise();
       });
     }).catch(function (error) {
       row.set("failed", "It could not be read here (" + (error && error.message ? error.message : error) + "): pick it again.");
     });
   }
+
+  // An unfinished upload of this file in the server's list: go on from its offset (or, while
+  // another tab sends it, hold until that stops); else a new upload, after the duplicate check.
+  Row.prototype.recognise = function () {
+    var row = this;
+    var entry = unfinished.filter(function (e) {
+      return e.fingerprint === row.fingerprint && e.filename === row.file.name && e.length === row.file.size;
+    })[0];
+    if (entry && entry.active) {
+      this.set("held", "Recognised. " + ELSEWHERE + " It goes on here once it stops there.", [
+        button("Remove", this.file.name, function () { row.set("skipped", "Removed from this list: not sent from here."); },
+               "small secondary")]);
+      refreshUnfinished();
+      return null;
+    }
+    if (entry) { // the same file again: go on from the server's offset
+      this.resumeUrl = absolute(entry.url);
+      this.sent = entry.offset;
+      this.progress.value = entry.offset;
+      unfinished = unfinished.filter(function (other) { return other !== entry; });
+      renderUnfinished();
+      this.wait("Recognised: it goes on from " + percentOf(entry) + " %.");
+      pump();
+      return null;
+    }
+    return lookUpDuplicates(row).then(function (found) {
+      if (found && (found.videos.length || found.team_has_it)) { warnDuplicate(row, found); return; }
+      row.wait();
+      pump();
+    });
+  };
 
   // ---- the page ----
   form.classList.add("enhanced");
@@ -739,5 +934,9 @@
     var busy = rows.some(function (row) { return !ENDED[row.state] && row.state !== "duplicate"; });
     if (busy) { event.preventDefault(); event.returnValue = ""; }
   });
-  fetchUnfinished().then(function (uploads) { unfinished = uploads; renderUnfinished(); });
+  fetchUnfinished().then(function (uploads) {
+    unfinished = mineAfterAReload(uploads);
+    renderUnfinished();
+    refreshUnfinished();
+  });
 }());

@@ -7,7 +7,7 @@ or deleting it, and limits foreign-key choices the same way. A ModelAdmin added 
 this, and tests/test_admin_scoping.py walks every registered ModelAdmin to prove it.
 """
 
-from . import keys, operations, teams, videos  # noqa: F401  (each registers its ModelAdmins)
+from . import keys, operations, partial, teams, videos  # noqa: F401  (each registers its ModelAdmins)
 from .lookups import SafeLookupsAdmin, guard_autocomplete, guard_other_apps_admins
 from .scoping import TeamScopedAdmin
 

@@ -27,8 +27,10 @@ class PartialUploadQuerySet(models.QuerySet):
 
     def reserved_bytes(self, team):
         """What the team's unfinished uploads will keep on the storage: their whole declared
-        length, counted from creation (so ten uploads started at once cannot each fit alone)."""
-        return self.unfinished().filter(team=team).aggregate(total=Sum("length"))["total"] or 0
+        length, counted from creation (so ten uploads started at once cannot each fit alone) until
+        their row is deleted: an expired or cancelled upload's bytes stay on the disk until the
+        clock (or the cancel) has removed them."""
+        return self.filter(team=team, finished_at__isnull=True).aggregate(total=Sum("length"))["total"] or 0
 
 
 class PartialUpload(models.Model):
