@@ -10,8 +10,14 @@ It serves both of memories.ai's API families on one port: the older "v1.1" one
 (``/serve/api/video/...``) and the newer "v1" one (``/serve/api/v1/...``, with ``unique_id``
 namespaces and get_metadata); ``remote`` lists the paths and their constructor keywords.
 
+Beyond upload it serves search, transcripts, summaries, chat (streamed as server-sent events)
+and sessions, from deterministic content: a transcript per sample video in ``data/transcripts/``,
+content made from the name of any other file (docs/understanding.md).
+
 Modules: ``core`` (state and API), ``remote`` (paths, remote video, answer shapes),
 ``store`` (the remote videos; list, get_metadata and delete),
+``understanding`` (the calls beyond upload, their rate limits), ``content`` (what each video
+says), ``conversations`` (chat answers, sessions), ``sse`` (streamed answers),
 ``server`` (HTTP handler, and ``Backend``, the interface it uses), ``bodies`` (JSON and
 multipart readers, upload records), ``timeline`` (planned steps, callbacks), ``faults``
 (fault catalogue), ``__main__`` (command line).

@@ -38,6 +38,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--upload-time-unit", choices=["ms", "s"], default="ms",
                         help="unit of uploadTime (and list_videos' create_time) in answers: ms since "
                              "the epoch as documented (default), or s, as a memories.ai that sends seconds")
+    parser.add_argument("--stream-delay", type=float, default=0.15,
+                        help="seconds between the frames of a streamed chat answer")
+    parser.add_argument("--no-rate-limits", action="store_true",
+                        help="do not limit search, chat, transcripts and summaries (published: 1/s, 2/min, "
+                             "1/s, 1/s per key; else code 0429)")
     parser.add_argument("--no-control-api", action="store_true", help="do not serve /_emulator/*")
     args = parser.parse_args(argv)
     env_keys = [k.strip() for k in os.environ.get(KEYS_ENV, "").split(",") if k.strip()]
@@ -64,6 +69,7 @@ def main(argv: list[str] | None = None) -> int:
         upload_interval=args.upload_interval, callback_delay=args.callback_delay,
         parse_delay=args.parse_delay, send_callbacks=not args.no_callbacks,
         control_api=not args.no_control_api, upload_time_unit=args.upload_time_unit,
+        stream_delay=args.stream_delay, rate_limits={} if args.no_rate_limits else None,
     )
     log_to_stdout()
     stop = threading.Event()

@@ -7,8 +7,10 @@ answered by the video ``store``, and plays the faults a test injects (catalogue 
 ``faults``; ``clear_faults`` drops them and releases held requests). It serves both API
 families of memories.ai on one port, the older "v1.1" one and the newer "v1" one with its
 ``unique_id`` namespaces (paths, keywords and shapes in ``remote``; what a call can see, and
-the not-found answer of get_metadata, in ``store``). Faults are injected per call ("upload",
-"list", "delete", "metadata"), whichever family the call came through. It writes upload times
+the not-found answer of get_metadata, in ``store``), and the calls beyond upload (search,
+transcripts, summaries, chat, sessions: ``understanding``, public as ``.understanding``). Faults
+are injected per call ("upload", "list", "delete", "metadata", "search", ...), whichever family
+the call came through. It writes upload times
 in ms, or in seconds (``upload_time_unit``). The HTTP side (``server``) reaches it only
 through the public methods listed in ``server.Backend``.
 Tests run it in-process on a loopback port; ``python -m memories_emulator`` runs it
@@ -38,6 +40,7 @@ from memories_emulator.remote import (
 from memories_emulator.server import EmulatorServer
 from memories_emulator.store import VideoStore
 from memories_emulator.timeline import CallbackPoster, Timeline
+from memories_emulator.understanding import ENDPOINTS as UNDERSTANDING, Understanding
 
 __all__ = ["MemoriesEmulator", "ReceivedUpload", "RemoteVideo", "key_tail"]
 
@@ -67,7 +70,8 @@ class MemoriesEmulator:
                  v1_upload_path: str = PATHS["v1_upload_path"][0],
                  v1_list_path: str = PATHS["v1_list_path"][0],
                  metadata_path: str = PATHS["metadata_path"][0], control_api: bool = True,
-                 rng: random.Random | None = None, upload_time_unit: str = "ms") -> None:
+                 rng: random.Random | None = None, upload_time_unit: str = "ms", paths: dict[str, str] | None = None,
+                 rate_limits: dict[str, tuple[int, float]] | None = None, stream_delay: float = 0.05) -> None:
         self.host, self.port = host, port
         self.upload_interval = upload_interval
         self.callback_delay = callback_delay
@@ -76,7 +80,8 @@ class MemoriesEmulator:
         self.control_api = control_api
         self._clock = clock
         self._rng = rng or random.Random()
-        self._routes = route_table({
+        # `paths`: any other keyword of remote.PATHS (the calls beyond upload) moved off its default.
+        self._routes = route_table({**{name: path for name, (path, _) in PATHS.items()}, **(paths or {}),
             "upload_path": upload_path, "list_path": list_path, "older_delete_path": older_delete_path,
             "v1_upload_path": v1_upload_path, "v1_list_path": v1_list_path, "metadata_path": metadata_path,
             "delete_path": delete_path,
@@ -97,6 +102,7 @@ class MemoriesEmulator:
         self._stopping = threading.Event()
         self._server: EmulatorServer | None = None
         self._threads: list[threading.Thread] = []
+        self.understanding = Understanding(self._videos, self._lock, self._run_due, rate_limits, stream_delay)
 
     # -- lifecycle -------------------------------------------------------
 
@@ -282,8 +288,10 @@ class MemoriesEmulator:
         logger.info(line)
 
     def serve(self, route: Route, key: str, body: MultipartBody | JsonBody, started: float,
-              query: dict[str, str]) -> dict:
+              query: dict[str, str], accept: str = "") -> Any:
         """Answer an authorized request whose body has been read; `started` is when it began."""
+        if route.endpoint in UNDERSTANDING:
+            return self.understanding.serve(route, key, body, query, started, accept)
         if isinstance(body, MultipartBody):
             return self._accept_upload(key, body, started, route.family)
         if route.endpoint == "metadata":  # a GET: its parameters are in the query
@@ -326,7 +334,8 @@ class MemoriesEmulator:
             video = RemoteVideo(video_no=self._new_video_no(), video_name=name, status="UNPARSE",
                                 size=record.size, create_time=int(now * 1000),
                                 callback=record.fields.get("callback") or None, key=key,
-                                client_id=f"{self._rng.getrandbits(128):032x}", unique_id=unique_id)
+                                client_id=f"{self._rng.getrandbits(128):032x}", unique_id=unique_id,
+                                filename=record.filename or "", sha256=record.sha256)
             self._videos.add(video)
             record.video_no = video.video_no
             self._plan_timeline(video, now)

@@ -26,6 +26,15 @@ read part of a body read none). Their params:
   (or the seconds), then writes the answer it would have written.
 Callback faults: ``never``, ``other_video`` (a number the portal never heard of), ``twice``.
 
+The calls beyond upload take the request faults too: ``search``, ``transcript_search``,
+``chat``, ``chat_stream``, ``sessions``, ``session_detail``, ``video_transcription``,
+``audio_transcription``, ``summary`` (e.g. ``code`` with ``code="0402"``: out of credits). A
+streamed chat also takes two faults of its own, acted out by ``sse`` as the answer streams:
+- ``stream_error`` (``code``; ``msg``; ``after`` = 1): after that many frames, a final frame
+  ``{"code": code, "msg": msg}`` instead of the rest (memories.ai: "any other final data is an
+  error").
+- ``stream_cut`` (``after`` = 1): after that many frames the connection is closed, no end frame.
+
 ``event`` and ``release`` are ``threading.Event`` objects (one pair serves all of a
 fault's `times`), so ``hold_answer``, and ``stall_after`` with them, can only be injected
 in-process. ``FaultQueue.clear`` (``MemoriesEmulator.clear_faults``) drops what is queued
@@ -71,12 +80,17 @@ REQUEST_FAULTS: dict[str, tuple[str, ...]] = {
 # Params that must be threading.Event objects when given (None: not given).
 EVENT_PARAMS = ("event", "release")
 CALLBACK_FAULTS: dict[str, tuple[str, ...]] = {"never": (), "other_video": (), "twice": ()}
+STREAM_FAULTS: dict[str, tuple[str, ...]] = {"stream_error": ("code",), "stream_cut": ()}
 FAULTS_BY_ENDPOINT = {
     "upload": REQUEST_FAULTS,
     "list": REQUEST_FAULTS,
     "delete": REQUEST_FAULTS,
     "metadata": REQUEST_FAULTS,
     "callback": CALLBACK_FAULTS,
+    **{name: REQUEST_FAULTS for name in ("search", "transcript_search", "sessions", "session_detail",
+                                         "video_transcription", "audio_transcription", "summary")},
+    "chat": {**REQUEST_FAULTS, **STREAM_FAULTS},
+    "chat_stream": {**REQUEST_FAULTS, **STREAM_FAULTS},
 }
 
 HTTP_REASONS = {429: "Too Many Requests", 500: "Internal Server Error", 502: "Bad Gateway",
@@ -130,7 +144,7 @@ def make_fault(endpoint: str, kind: str, times: int = 1, **params: Any) -> Fault
             raise ValueError(f"param {name!r} must be a threading.Event (in-process injection only)")
     if kind == "hold_answer" and params["release"] is None:
         raise ValueError("fault 'hold_answer' needs a threading.Event as param 'release'")
-    if kind == "code":
+    if kind in ("code", "stream_error"):
         params["code"] = str(params["code"])
         if not isinstance(params.get("acted", False), bool):
             raise ValueError("param 'acted' must be a boolean")
@@ -220,7 +234,7 @@ def play(fault: Fault, exchange: Exchange) -> bool:
         exchange.read_body()
         _hang(fault, exchange.stopping, float(p["seconds"]))
         return False
-    elif kind == "hold_answer" or (kind == "code" and p.get("acted")):
+    elif kind == "hold_answer" or (kind == "code" and p.get("acted")) or kind in STREAM_FAULTS:
         return False
     else:
         exchange.read_body()
@@ -228,19 +242,23 @@ def play(fault: Fault, exchange: Exchange) -> bool:
     return True
 
 
-def after_serving(fault: Fault, exchange: Exchange, answer: dict[str, Any]) -> dict[str, Any] | None:
+def after_serving(fault: Fault, exchange: Exchange, answer: Any) -> Any:
     """The answer to write for a request `fault` let through, now that it has been served.
 
+    `answer` is an envelope, or a streamed answer (``sse.Stream``, which plays the stream faults).
     None: write nothing and hang up (the emulator stopped while the answer was held).
     """
     p = fault.params
-    if fault.kind == "code" and p.get("acted") and answer.get("code") == "0000":
+    if fault.kind in STREAM_FAULTS:  # played by the stream itself; an answer that is no stream ignores it
+        return answer.with_fault(fault.kind, p) if hasattr(answer, "with_fault") else answer
+    code = answer.get("code") if isinstance(answer, dict) else "0000"  # a stream is a success
+    if fault.kind == "code" and p.get("acted") and code == "0000":
         return _code_body(fault)
     if fault.kind != "hold_answer":
         return answer
     fault.held_video_no = exchange.stored_video_no()
     held = f" for {fault.held_video_no}" if fault.held_video_no else ""
-    exchange.note(f"answer {answer.get('code')} held{held} [fault hold_answer]")
+    exchange.note(f"answer {code} held{held} [fault hold_answer]")
     if p.get("event") is not None:
         p["event"].set()
     _hang(fault, exchange.stopping, float(p.get("seconds", 60)), p["release"])

@@ -22,6 +22,15 @@ The two families, served side by side on one port (constructor keyword: default 
   ``unique_id`` means "default". Its list and metadata answers spell a failed video ``FAILED``
   (callbacks, in both families, keep ``FAIL``).
 
+Beyond upload (served by ``understanding``; keyword: default path): ``search_path``:
+``POST /serve/api/video/search`` (older); ``chat_path``: ``POST /serve/api/video/chat`` (older,
+streamed with ``Accept: text/event-stream``); and v1's ``v1_search_path``,
+``transcript_search_path``, ``v1_chat_path``, ``chat_stream_path``, ``sessions_path``,
+``session_detail_path``, ``video_transcription_path``, ``audio_transcription_path``,
+``summary_path`` (``/serve/api/v1/search``, ``search_audio_transcripts``, ``chat``,
+``chat_stream``, ``list_sessions``, ``get_session_detail``, ``get_video_transcription``,
+``get_audio_transcription``, ``generate_summary``).
+
 A path moved off its default wins over another call's default path; two calls moved onto one
 path are refused.
 """
@@ -42,7 +51,7 @@ DEFAULT_NAMESPACE = "default"
 class Route:
     """The call a path serves."""
 
-    endpoint: str  # "upload", "list", "delete" or "metadata": also what faults are injected for
+    endpoint: str  # "upload", "list", "delete", "metadata", "search", ...: also what faults are injected for
     family: str  # V1_1 or V1
     method: str = "POST"
 
@@ -56,6 +65,18 @@ PATHS: dict[str, tuple[str, Route]] = {
     "v1_list_path": ("/serve/api/v1/list_videos", Route("list", V1)),
     "metadata_path": ("/serve/api/v1/get_metadata", Route("metadata", V1, "GET")),
     "delete_path": ("/serve/api/v1/delete_videos", Route("delete", V1)),
+    # Beyond upload (memories_emulator.understanding).
+    "search_path": ("/serve/api/video/search", Route("search", V1_1)),
+    "chat_path": ("/serve/api/video/chat", Route("chat", V1_1)),
+    "v1_search_path": ("/serve/api/v1/search", Route("search", V1)),
+    "transcript_search_path": ("/serve/api/v1/search_audio_transcripts", Route("transcript_search", V1, "GET")),
+    "v1_chat_path": ("/serve/api/v1/chat", Route("chat", V1)),
+    "chat_stream_path": ("/serve/api/v1/chat_stream", Route("chat_stream", V1)),
+    "sessions_path": ("/serve/api/v1/list_sessions", Route("sessions", V1, "GET")),
+    "session_detail_path": ("/serve/api/v1/get_session_detail", Route("session_detail", V1, "GET")),
+    "video_transcription_path": ("/serve/api/v1/get_video_transcription", Route("video_transcription", V1, "GET")),
+    "audio_transcription_path": ("/serve/api/v1/get_audio_transcription", Route("audio_transcription", V1, "GET")),
+    "summary_path": ("/serve/api/v1/generate_summary", Route("summary", V1, "GET")),
 }
 
 VIDEO_EXTENSIONS = {".mp4", ".avi", ".mkv", ".mov"}
@@ -78,6 +99,10 @@ class RemoteVideo:
     deleted: bool = False
     client_id: str = ""
     unique_id: str = DEFAULT_NAMESPACE  # the namespace inside the account (v1 family)
+    # What the upload carried (its file's name and the SHA-256 of its bytes): what the emulator
+    # "understood" of the video, its transcript, is looked up by them (memories_emulator.content).
+    filename: str = ""
+    sha256: str | None = None
 
 
 def route_table(paths: dict[str, str]) -> dict[str, Route]:

@@ -7,7 +7,10 @@ answering, hanging up on purpose, the control API under ``/_emulator/``). What t
 small public interface below, which ``core.MemoriesEmulator`` implements; this module never
 imports the core. Injected faults are acted out through the handler's read/answer/hang-up
 methods (``faults.Exchange``): by ``faults.play`` before a request is served, and by
-``faults.after_serving`` between serving it and writing its answer.
+``faults.after_serving`` between serving it and writing its answer. A streamed answer
+(``sse.Stream``, chat's) goes out as server-sent events, one HTTP chunk per frame; its record
+gains ``frames_sent``, ``frames_sent_at`` (wall-clock times) and ``stream_end`` ("done", "cut",
+"client gone" or "stopped"), so a test can tell when each frame left and that a client hung up.
 
 Control API (unless switched off): ``GET /_emulator/state``; ``POST /_emulator/fault``
 (JSON ``{"endpoint", "fault", "times", ...params}``); ``POST /_emulator/clear_faults``
@@ -19,6 +22,7 @@ from __future__ import annotations
 
 import json
 import logging
+import select
 import socket
 import socketserver
 import struct
@@ -33,6 +37,7 @@ from memories_emulator.bodies import (
 )
 from memories_emulator.faults import Fault, after_serving, play
 from memories_emulator.remote import Route
+from memories_emulator.sse import CLIENT_GONE, DONE, STOPPED, Stream, write
 
 logger = logging.getLogger("memportal.emulator")
 
@@ -75,10 +80,11 @@ class Backend(Protocol):
         """Write the code the client was given (None: no answer) into the records."""
 
     def serve(self, route: Route, key: str, body: JsonBody | MultipartBody, started: float,
-              query: dict[str, str]) -> dict[str, Any]:
-        """The API's answer to an authorized request whose body has been read.
+              query: dict[str, str], accept: str = "") -> dict[str, Any] | Stream:
+        """The API's answer to an authorized request whose body has been read: an envelope, or a
+        stream of frames.
 
-        `query`: the URL's query parameters, the first value of each.
+        `query`: the URL's query parameters, the first value of each; `accept`: the Accept header.
         """
 
     def success_lookalike(self, endpoint: str) -> dict[str, Any]:
@@ -190,10 +196,12 @@ class _Handler(BaseHTTPRequestHandler):
         if not authorized or key is None:  # (a None key is never authorized)
             served = envelope("0401")
         else:
-            served = backend.serve(route, key, self._sink, started, query)
+            served = backend.serve(route, key, self._sink, started, query, self.headers.get("Accept", ""))
         answer = served if self._fault is None else after_serving(self._fault, self, served)
         if answer is None:
             self.hang_up()
+        elif isinstance(answer, Stream):
+            self.answer_stream(answer)
         else:
             self.answer_json(answer)
 
@@ -301,6 +309,56 @@ class _Handler(BaseHTTPRequestHandler):
 
     def answer_json(self, body: dict[str, Any]) -> None:
         self.answer(200, json.dumps(body).encode(), "application/json", body["code"])
+
+    def answer_stream(self, stream: Stream) -> None:
+        """Write a streamed answer: server-sent events in chunks, as they are due."""
+        self._settle("0000", "0000 (stream)")
+        try:
+            self.send_response(200)
+            self.send_header("Content-Type", "text/event-stream; charset=utf-8")
+            self.send_header("Cache-Control", "no-cache")
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+        except OSError:
+            self.close_connection = True
+            return
+        ended = write(stream, self._send_chunk, self._wait_or_hang_up, self._count_frame)
+        if ended != DONE or not self._send_chunk(b""):  # b"": the last chunk, the end of the body
+            self.close_connection = True
+        with self.server.backend.record_lock:
+            self._request["stream_end"] = ended  # type: ignore[index]
+        self.note(f"stream {ended} after {self._request.get('frames_sent', 0)} frames")  # type: ignore[union-attr]
+
+    def _send_chunk(self, data: bytes) -> bool:
+        try:
+            self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+            self.wfile.flush()
+        except OSError:
+            return False
+        return True
+
+    def _wait_or_hang_up(self, seconds: float) -> str | None:
+        """Wait between frames; CLIENT_GONE as soon as the client closes its end, STOPPED on stop."""
+        deadline = time.monotonic() + seconds
+        while not self.stopping.is_set():
+            left = deadline - time.monotonic()
+            try:
+                readable, _, _ = select.select([self.connection], [], [], max(0.0, min(left, 0.05)))
+                if readable and not self.connection.recv(1, socket.MSG_PEEK):
+                    return CLIENT_GONE  # EOF: the client closed the connection
+            except (OSError, ValueError):
+                return CLIENT_GONE
+            if readable:  # bytes of a next request: not a hang-up, but no reason to spin on them
+                time.sleep(max(0.0, min(left, 0.05)))
+            if left <= 0:
+                return None
+        return STOPPED
+
+    def _count_frame(self, sent: int) -> None:
+        record: dict[str, Any] = self._request  # type: ignore[assignment]
+        with self.server.backend.record_lock:
+            record["frames_sent"] = sent
+            record["frames_sent_at"] = (*record.get("frames_sent_at", ()), time.time())  # a new tuple: copies stay put
 
     def hang_up(self, reset: bool = False) -> None:
         """Drop the connection without an answer; `reset` makes the client see an RST."""

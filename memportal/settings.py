@@ -12,6 +12,7 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
+from memportal.env import envbool, envint, envlist, envstr, load_local_env
 from memportal.logging_config import logging_config
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -21,52 +22,7 @@ VAR_DIR = Path(os.environ.get("MEMPORTAL_VAR_DIR", BASE_DIR / "var"))
 os.umask(0o027)
 
 
-def load_local_env(path):
-    """Defaults from var/secrets.env (written once by the Makefile), so `manage.py` works on a
-    developer's machine without sourcing it: its keys, and the loopback host names with no
-    callbacks (the Makefile's local runs). The real environment always wins; a production
-    install has no such file (docs/deploy.md: /etc/memportal/env)."""
-    if not path.is_file():
-        return
-    for line in path.read_text().splitlines():
-        name, sep, value = line.partition("=")
-        if sep and name.strip() and not name.lstrip().startswith("#"):
-            os.environ.setdefault(name.strip(), value.strip())
-    os.environ.setdefault("DJANGO_ALLOWED_HOSTS", "127.0.0.1,localhost")
-    os.environ.setdefault("MEMPORTAL_PUBLIC_URL", "")
-
-
 load_local_env(VAR_DIR / "secrets.env")
-
-
-def envstr(name, default=""):
-    return os.environ.get(name, default)
-
-
-def envbool(name, default):
-    value = os.environ.get(name)
-    if value is None or value == "":
-        return default
-    if value.lower() in ("1", "true", "yes", "on"):
-        return True
-    if value.lower() in ("0", "false", "no", "off"):
-        return False
-    raise ImproperlyConfigured(f"{name} must be true or false, not {value!r}")
-
-
-def envint(name, default):
-    value = os.environ.get(name)
-    if value is None or value == "":
-        return default
-    try:
-        return int(value)
-    except ValueError:
-        raise ImproperlyConfigured(f"{name} must be a whole number, not {value!r}") from None
-
-
-def envlist(name, default=""):
-    return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
-
 
 DEBUG = envbool("DJANGO_DEBUG", False)
 if not DEBUG:
@@ -316,6 +272,20 @@ MEMORIES_V1_UPLOAD_PATH = envstr("MEMORIES_V1_UPLOAD_PATH", "/serve/api/v1/uploa
 MEMORIES_V1_LIST_PATH = envstr("MEMORIES_V1_LIST_PATH", "/serve/api/v1/list_videos")
 MEMORIES_V1_METADATA_PATH = envstr("MEMORIES_V1_METADATA_PATH", "/serve/api/v1/get_metadata")
 MEMORIES_V1_DELETE_PATH = envstr("MEMORIES_V1_DELETE_PATH", "/serve/api/v1/delete_videos")
+# Beyond upload (uploads/understanding.py; untried live): the older family's search and chat, then v1's calls.
+MEMORIES_SEARCH_PATH = envstr("MEMORIES_SEARCH_PATH", "/serve/api/video/search")
+MEMORIES_CHAT_STREAM_PATH = envstr("MEMORIES_CHAT_STREAM_PATH", "/serve/api/video/chat")
+MEMORIES_V1_SEARCH_PATH = envstr("MEMORIES_V1_SEARCH_PATH", "/serve/api/v1/search")
+MEMORIES_V1_CHAT_STREAM_PATH = envstr("MEMORIES_V1_CHAT_STREAM_PATH", "/serve/api/v1/chat_stream")
+MEMORIES_V1_SEARCH_AUDIO_TRANSCRIPTS_PATH = envstr("MEMORIES_V1_SEARCH_AUDIO_TRANSCRIPTS_PATH",
+                                                   "/serve/api/v1/search_audio_transcripts")
+MEMORIES_V1_GET_VIDEO_TRANSCRIPTION_PATH = envstr("MEMORIES_V1_GET_VIDEO_TRANSCRIPTION_PATH",
+                                                  "/serve/api/v1/get_video_transcription")
+MEMORIES_V1_GET_AUDIO_TRANSCRIPTION_PATH = envstr("MEMORIES_V1_GET_AUDIO_TRANSCRIPTION_PATH",
+                                                  "/serve/api/v1/get_audio_transcription")
+MEMORIES_V1_GENERATE_SUMMARY_PATH = envstr("MEMORIES_V1_GENERATE_SUMMARY_PATH", "/serve/api/v1/generate_summary")
+MEMORIES_V1_LIST_SESSIONS_PATH = envstr("MEMORIES_V1_LIST_SESSIONS_PATH", "/serve/api/v1/list_sessions")
+MEMORIES_V1_GET_SESSION_DETAIL_PATH = envstr("MEMORIES_V1_GET_SESSION_DETAIL_PATH", "/serve/api/v1/get_session_detail")
 # With the v1 family each team's videos live in the namespace (unique_id) PREFIX + the team's id.
 MEMORIES_NAMESPACE_PREFIX = envstr("MEMORIES_NAMESPACE_PREFIX", "memportal-team-")
 MEMORIES_CONNECT_TIMEOUT = envint("MEMORIES_CONNECT_TIMEOUT", 10)
