@@ -94,7 +94,7 @@ def test_a_sample_sent_in_chunks_is_relayed_like_a_form_upload(client, member, a
     video = Video.objects.get()
     assert video.status == "processing" and video.video_codec  # probed, then sent
     assert emulator.uploads[-1].sha256 == hashlib.sha256(content).hexdigest()
-    assert video.sha256 == hashlib.sha256(content).hexdigest()  # of the bytes the relay read
+    assert video.sha256 == hashlib.sha256(content).hexdigest()  # of the stored file, before the slot
 
 
 def test_a_chunk_at_another_offset_is_refused_with_409_and_changes_nothing(client, member, api_key):

@@ -266,8 +266,9 @@ def finish(upload_id, token):
             video = Video(pk=upload.video_uuid, team=team, owner=upload.owner,
                           api_key=team.usable_key() or team.api_keys.filter(is_active=True).first(),
                           title=upload.title, original_name=upload.filename, content_type=upload.content_type,
-                          size=upload.length, sha256="")  # no hash state survives a crash mid-upload:
-            # the relay worker computes it from the stored file, with the probe
+                          size=upload.length, fingerprint=upload.fingerprint,  # the duplicates lookup's
+                          sha256="")  # no hash state survives a crash mid-upload: the relay
+            # worker computes it from the stored file (uploads/tasks.py hash_stored), with the probe
             video.file.name = name
             tasks.perform(actions.queue_upload, video, upload.owner)
             PartialUpload.objects.filter(pk=upload_id).update(

@@ -29,7 +29,7 @@ from django_tasks_db.models import DBTaskResult
 
 from memportal import logs
 
-from . import actions, lifecycle, memories, probe, reports
+from . import actions, hashing, lifecycle, memories, probe, reports
 from .clock import database_time
 from .crypto import ApiKeyDecryptionError
 from .followups import CheckVideo, DeleteRemoteVideos, RelayVideo, SendPasswordReset
@@ -119,6 +119,8 @@ def relay_video(video_id: str, attempt: int, token: str = ""):
     if RelayHold.in_force() is not None:
         # The video waits in `queued`; clearing the hold resumes every queue.
         return "held: memories.ai settings"
+    if not video.sha256:
+        hash_stored(video)  # before the slot: the duplicate check on the video's page has it
     if video.media_checked_at is None:
         refused = media_refusal(video)
         if refused:
@@ -237,6 +239,25 @@ def media_refusal(video):
         return ""
     lifecycle.record_media(video.pk, info)
     return probe.refusal(info) or ""
+
+
+def hash_stored(video):
+    """A resumable upload's SHA-256, of the stored file streamed once by this worker (not the
+    probe's child: it does not count against the probe's limit), kept before a slot is claimed.
+    The video is still queued: no claim, so no heartbeat to keep. A file missing, changed or
+    unreadable is left to the send, which says so or hashes the bytes it reads."""
+    if storage_problem(video):
+        return
+    try:
+        with stored_stream(video) as stream:
+            digest, size = hashing.sha256_of(stream)
+    except STORAGE_ERRORS as error:
+        logger.warning("video %s could not be hashed before sending (%s)", video.pk, type(error).__name__)
+        return
+    if size != video.size:
+        return  # it changed as it was read: the send tells
+    hashing.keep(video.pk, digest)
+    video.sha256 = digest
 
 
 def s3_object(video):

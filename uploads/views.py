@@ -7,6 +7,7 @@ from django.conf import settings
 from django.contrib import messages
 from django.core.exceptions import TooManyFilesSent
 from django.db import transaction
+from django.db.models import Exists, OuterRef, Q
 from django.http import Http404, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.template.defaultfilters import filesizeformat
@@ -30,7 +31,24 @@ def video_detail(request, video_id):
         "video": video, "standing": standing.describe([video])[video.pk],
         "timeline": timeline.entries(video.events.select_related("actor")),
         "can_act": Video.objects.actionable_by(request.user).filter(pk=video.pk).exists(),
+        **identical_to(video, request.user),
     })
+
+
+def identical_to(video, user, named=5):
+    """Other alive videos with this video's SHA-256, in one query: those the user may see, to be
+    named (`identical`); else whether the video's team holds one the user may not see
+    (`team_has_identical`). Cancelled videos hold no copy at memories.ai: they do not count."""
+    if not video.sha256:
+        return {"identical": [], "team_has_identical": False}
+    seen = Video.objects.visible_to(user)
+    rows = list(Video.objects.alive().filter(sha256=video.sha256).exclude(pk=video.pk)
+                .exclude(status=Video.Status.CANCELLED)
+                .filter(Q(pk__in=seen.values("pk")) | Q(team_id=video.team_id))
+                .annotate(seen=Exists(seen.filter(pk=OuterRef("pk"))))
+                .order_by("-seen", "created_at").only("pk", "title", "original_name", "created_at")[:named])
+    identical = [row for row in rows if row.seen]
+    return {"identical": identical, "team_has_identical": bool(rows) and not identical}
 
 
 @never_cache
@@ -91,17 +109,21 @@ def resumable_config():
 @never_cache
 def video_duplicates(request):
     """The upload page's early warning: videos of the user's teams (or of `team`) with this
-    original name and size. Those the user may see are named; of the others (a teammate's) only
-    that there are some."""
+    original name and size, or with the page's fingerprint of the file (kept from a resumable
+    upload: it covers the name, size, last change and sampled slices). Those the user may see are
+    named; of the others (a teammate's) only that there are some."""
     name, size = request.GET.get("name", "")[:255], request.GET.get("size", "")
+    fingerprint = request.GET.get("fingerprint", "")[:200]
     if not name or not size.isascii() or not size.isdigit():
         return JsonResponse({"error": "name and size (in bytes) are needed"}, status=400)
     teams = Team.objects.of_member(request.user)
     team = request.GET.get("team", "")
     if team:
         teams = teams.filter(pk=int(team)) if team.isascii() and team.isdigit() else teams.none()
-    same = (Video.objects.alive().filter(team__in=teams, original_name=name, size=int(size))
-            .exclude(status=Video.Status.CANCELLED))
+    match = Q(original_name=name, size=int(size))
+    if fingerprint:
+        match |= Q(fingerprint=fingerprint)
+    same = Video.objects.alive().filter(match, team__in=teams).exclude(status=Video.Status.CANCELLED)
     seen = Video.objects.visible_to(request.user).values("pk")
     visible = list(same.filter(pk__in=seen).select_related("owner")[:5])
     return JsonResponse({

@@ -677,9 +677,10 @@
     }, 3000);
   }
 
-  // ---- duplicates: the same name and size among the team's videos (GET /videos/duplicates/) ----
+  // ---- duplicates: the same name and size, or fingerprint, among the team's videos (GET /videos/duplicates/) ----
   function lookUpDuplicates(row) {
     var query = "?name=" + encodeURIComponent(row.file.name) + "&size=" + row.file.size +
+                (row.fingerprint ? "&fingerprint=" + encodeURIComponent(row.fingerprint) : "") +
                 (row.team ? "&team=" + encodeURIComponent(row.team) : "");
     return fetch(config.duplicates_url + query, { credentials: "same-origin", headers: { Accept: "application/json" } })
       .then(function (res) { return res.ok && !res.redirected ? res.json() : null; }, function () { return null; });

@@ -99,6 +99,10 @@ class Video(models.Model):
     content_type = models.CharField(max_length=100)
     size = models.BigIntegerField()
     sha256 = models.CharField(max_length=64)
+    # The upload page's cheap fingerprint of the file (name, size, last change, sampled slices;
+    # PartialUpload.fingerprint), kept when a resumable upload finishes: the duplicates lookup
+    # matches on it. "" for the plain form's uploads.
+    fingerprint = models.CharField(max_length=200, blank=True, db_index=True)
 
     status = models.CharField(max_length=12, choices=Status.choices, default=Status.QUEUED, db_index=True)
     remote_status = models.CharField(max_length=40, blank=True)
