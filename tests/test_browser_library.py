@@ -50,6 +50,10 @@ def test_sort_filter_search_and_pages_come_from_the_url(strict_page, live_server
     assert listed(page)[0] == "clip-29.mp4" and len(listed(page)) == 25
     checked(page)
     shot(page, "my-videos-pages")
+    page.set_viewport_size({"width": 375, "height": 800})  # a phone: the name keeps room to be read
+    assert page.evaluate("document.querySelector('td.name').getBoundingClientRect().width") > 150
+    shot(page, "my-videos-375px")
+    page.set_viewport_size({"width": 1440, "height": 900})
     page.click("text=Next →")
     assert listed(page) == [f"clip-{i:02d}.mp4" for i in range(4, -1, -1)] and "page=2" in page.url
     # The form: search and a state, sorted by name; the URL holds it all.
