@@ -286,6 +286,9 @@ MEMORIES_V1_GET_AUDIO_TRANSCRIPTION_PATH = envstr("MEMORIES_V1_GET_AUDIO_TRANSCR
 MEMORIES_V1_GENERATE_SUMMARY_PATH = envstr("MEMORIES_V1_GENERATE_SUMMARY_PATH", "/serve/api/v1/generate_summary")
 MEMORIES_V1_LIST_SESSIONS_PATH = envstr("MEMORIES_V1_LIST_SESSIONS_PATH", "/serve/api/v1/list_sessions")
 MEMORIES_V1_GET_SESSION_DETAIL_PATH = envstr("MEMORIES_V1_GET_SESSION_DETAIL_PATH", "/serve/api/v1/get_session_detail")
+# Issue 14 (docs/understanding.md): transcripts and summaries on the video page. Off by default (the API is
+# documented but untried); on in `make demo`.
+MEMPORTAL_UNDERSTANDING = envbool("MEMPORTAL_UNDERSTANDING", False)
 # With the v1 family each team's videos live in the namespace (unique_id) PREFIX + the team's id.
 MEMORIES_NAMESPACE_PREFIX = envstr("MEMORIES_NAMESPACE_PREFIX", "memportal-team-")
 MEMORIES_CONNECT_TIMEOUT = envint("MEMORIES_CONNECT_TIMEOUT", 10)

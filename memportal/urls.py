@@ -29,6 +29,7 @@ urlpatterns = [
     path("videos/<uuid:video_id>/cancel/", views.video_cancel, name="video-cancel"),
     path("videos/<uuid:video_id>/delete/", views.video_delete, name="video-delete"),
     path("videos/<uuid:video_id>/check/", views.video_check_now, name="video-check"),
+    path("videos/<uuid:video_id>/transcript/refresh/", views.video_transcript_refresh, name="video-transcript-refresh"),
     # The resumable upload endpoint (tus): exempt from the sign-in redirect, it answers 401 itself.
     path("uploads/tus/", tus.collection, name="tus-collection"),
     path("uploads/tus/<uuid:upload_id>/", tus.resource, name="tus-upload"),

@@ -16,7 +16,7 @@ from django.utils.cache import patch_vary_headers
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST, require_safe
 
-from . import actions, health, removal, standing, tasks, timeline
+from . import actions, health, removal, standing, tasks, timeline, transcripts
 from .forms import (CONTAINERS, QUICKTIME_ATOMS, UploadForm, browser_wording, content_type_for, not_accepted,
                     refusal_reason, too_many_chosen)
 from .models import PartialUpload, Team, Video
@@ -31,7 +31,7 @@ def video_detail(request, video_id):
         "video": video, "standing": standing.describe([video])[video.pk],
         "timeline": timeline.entries(video.events.select_related("actor")),
         "can_act": Video.objects.actionable_by(request.user).filter(pk=video.pk).exists(),
-        **identical_to(video, request.user),
+        **identical_to(video, request.user), **transcripts.for_page(video),
     })
 
 
@@ -252,6 +252,23 @@ def video_check_now(request, video_id):
     return act_on_video(request, video_id, actions.request_check,
                         "memories.ai will be asked again about “{video}” in a moment.",
                         "“{video}” is not waiting for memories.ai ({state}).")
+
+
+@require_POST
+def video_transcript_refresh(request, video_id):
+    """Fetch the video's transcript and summaries again (a worker does, paced): this only enqueues."""
+    if not transcripts.enabled():
+        raise Http404
+    video = get_object_or_404(Video.objects.visible_to(request.user).select_related("team"), pk=video_id)
+    if not Video.objects.actionable_by(request.user).filter(pk=video.pk).exists():
+        return read_only(request, video)
+    if video.status != Video.Status.READY:
+        messages.error(request, f"“{video}” is not ready yet: its transcript comes once memories.ai has made it.")
+    elif transcripts.refresh(video):
+        messages.success(request, f"The transcript and summary of “{video}” will be fetched again in a moment.")
+    else:
+        messages.info(request, f"The transcript and summary of “{video}” are being fetched already.")
+    return redirect(reverse("video-detail", args=[video.pk]) + "#transcript")
 
 
 @never_cache

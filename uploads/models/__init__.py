@@ -15,9 +15,11 @@ from .videos import (
     CallbackRecord, RelayHold, Video, VideoEvent, VideoQuerySet, new_callback_token, new_work_token, token_digest,
     video_upload_to,
 )
+from .transcripts import UnderstandingSlot, VideoTranscript
 from .workers import WorkerPing
 
 __all__ = [
     "ApiKey", "AuditEvent", "audit", "CallbackRecord", "MemoriesAccount", "Membership", "PartialUpload", "PasswordResetRequest", "Profile", "RelayHold", "Team", "TeamQuerySet", "Video", "VideoEvent",
     "VideoQuerySet", "new_callback_token", "new_work_token", "token_digest", "video_upload_to", "key_fingerprint", "WorkerPing",
+    "UnderstandingSlot", "VideoTranscript",
 ]

@@ -19,7 +19,7 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand
 from django.db import close_old_connections
 
-from uploads import actions, health, mail, reports
+from uploads import actions, health, mail, reports, transcripts
 from uploads.models import RelayHold, Team, Video
 from uploads.removal import purge_uploads
 from uploads.resumable import expire_partial_uploads
@@ -61,6 +61,7 @@ def clock_round(every, stale_after=None):
     health.enqueue_pings(every)
     expire_partial_uploads()  # unfinished resumable uploads past MEMPORTAL_UPLOAD_EXPIRE_HOURS
     mail.sweep_outcome_mail()  # one email task per new outcome its owner opted in to (uploads/mail.py)
+    transcripts.sweep_transcripts()  # a fetch per newly ready video, when MEMPORTAL_UNDERSTANDING (uploads/transcripts.py)
     return result
 
 

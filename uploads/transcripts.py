@@ -1,0 +1,250 @@
+"""A ready video's transcript and summaries (issue 14, point 3), fetched from memories.ai by a
+worker, once, and kept (they do not change); fetched again on demand (the page's Refresh).
+
+Behind MEMPORTAL_UNDERSTANDING: when it is off, the sweep enqueues nothing, a task that runs
+anyway does nothing, and the page shows nothing (`for_page`).
+
+- Each clock round (reconcile --every) sweeps for ready videos that have no VideoTranscript yet,
+  creates one ("being fetched") and enqueues one fetch_transcript per video on the default queue.
+- A fetch is three calls, one per task run: the chapters, the topics, then the speech transcript.
+  A video whose probe found no audio track skips the last: its transcript is empty; so is one whose
+  speech memories.ai answers with `data: null` once its summaries came (it parsed: no audio). memories.ai
+  allows transcription and summary 1/s per account, so each call first claims the account's
+  understanding slot (1 s, plus a margin), a conditional UPDATE on the database's clock as for the
+  upload slot (uploads/pacing.py). A task that finds it taken hands its turn to a successor with
+  run_after; nothing sleeps, and the web request of a Refresh only enqueues.
+- 0429: the account's slot is pushed back (longer each time) and the call tried later, a bounded
+  number of times. `data: null` (memories.ai still parsing) is tried later, a few times. Key
+  trouble and 0402 (credits), a refused request, a wrong path: recorded in words, as the upload
+  path words them, and not retried (Refresh tries again).
+- Every write is fenced by the row's token: a Refresh gives a new one, so a late task of an
+  earlier fetch changes nothing.
+"""
+
+import logging
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import F, Q
+from django.db.models.functions import Coalesce, Greatest
+from django.tasks import task
+from django.utils import timezone
+
+from memportal import logs
+
+from . import lifecycle, memories, understanding
+from .clock import database_time
+from .crypto import ApiKeyDecryptionError
+from .models import UnderstandingSlot, Video, VideoTranscript
+
+logger = logging.getLogger(__name__)
+T = VideoTranscript.State
+STEPS = ("CHAPTER", "TOPIC", "audio")  # one call each, in this order
+SLOT_SECONDS = 1.1  # memories.ai's 1 call/s per account, plus a margin for the time to reach it
+NOT_READY_TRIES = 5  # data: null (still parsing): tried again this many times, further apart each time
+NOT_READY_FIRST_SECONDS = 5
+BUSY_TRIES = 8  # 0429, or a connection that broke: tried again this many times
+SWEEP_AT_MOST = 200  # videos started per sweep; the rest wait for the next round
+REFRESH_AGAIN_AFTER = timedelta(minutes=2)  # a fetch older than this that is still "being fetched" may be restarted
+
+
+def enabled():
+    return bool(getattr(settings, "MEMPORTAL_UNDERSTANDING", False))
+
+
+# -- pacing: the account's understanding slot --------------------------------------------------
+
+def claim_slot(account_id):
+    """Take the account's understanding slot now; None if taken, else when the slot frees up."""
+    try:
+        with transaction.atomic():
+            UnderstandingSlot.objects.get_or_create(account_id=account_id)
+    except IntegrityError:  # two workers created it at once: it exists now
+        pass
+    taken = UnderstandingSlot.objects.filter(account_id=account_id).filter(
+        Q(next_at__isnull=True) | Q(next_at__lte=database_time())).update(next_at=database_time(SLOT_SECONDS))
+    if taken:
+        return None
+    return UnderstandingSlot.objects.values_list("next_at", flat=True).get(account_id=account_id)
+
+
+def slot_free_at(account_id):
+    return UnderstandingSlot.objects.values_list("next_at", flat=True).filter(account_id=account_id).first()
+
+
+def push_back_slot(account_id):
+    """memories.ai said 0429: hold the account's transcript and summary calls back, longer each time."""
+    with transaction.atomic():
+        slot = UnderstandingSlot.objects.select_for_update().get(account_id=account_id)
+        level = min(slot.backoff_level + 1, 6)
+        later = database_time(SLOT_SECONDS * (2 ** level))
+        UnderstandingSlot.objects.filter(account_id=account_id).update(
+            backoff_level=level, next_at=Greatest(Coalesce(F("next_at"), later), later))
+    return slot_free_at(account_id)
+
+
+def clear_backoff(account_id):
+    UnderstandingSlot.objects.filter(account_id=account_id, backoff_level__gt=0).update(backoff_level=0)
+
+
+# -- starting a fetch ---------------------------------------------------------------------------
+
+def due_videos():
+    """Ready videos memories.ai holds whose transcript was never asked for."""
+    return (Video.objects.alive().filter(status=Video.Status.READY).exclude(video_no="")
+            .filter(understanding__isnull=True))
+
+
+def sweep_transcripts():
+    """Start the fetch of every ready video without a transcript yet; returns how many were started."""
+    if not enabled():
+        return 0
+    started = 0
+    for pk in due_videos().order_by("status_changed_at").values_list("pk", flat=True)[:SWEEP_AT_MOST]:
+        token = VideoTranscript.new_token()
+        try:
+            with transaction.atomic():
+                _, created = VideoTranscript.objects.get_or_create(video_id=pk, defaults={"token": token})
+        except IntegrityError:  # another sweep made it meanwhile
+            continue
+        if created:
+            _enqueue(str(pk), token, STEPS[0], 0)
+            started += 1
+    return started
+
+
+def refresh(video):
+    """Fetch the video's transcript and summaries again (the page's Refresh). Returns False when a
+    fetch is already under way (and recent): no second one is started."""
+    token = VideoTranscript.new_token()
+    with transaction.atomic():
+        row, created = VideoTranscript.objects.select_for_update().get_or_create(
+            video=video, defaults={"token": token})
+        if not created:
+            if row.state == T.FETCHING and row.requested_at > timezone.now() - REFRESH_AGAIN_AFTER:
+                return False
+            VideoTranscript.objects.filter(pk=row.pk).update(
+                token=token, state=T.FETCHING, requested_at=timezone.now(), last_error="")
+        transaction.on_commit(lambda: _enqueue(str(video.pk), token, STEPS[0], 0))
+    return True
+
+
+def _enqueue(video_id, token, step, tries, run_after=None):
+    task_ = fetch_transcript.using(run_after=run_after) if run_after is not None else fetch_transcript
+    task_.enqueue(video_id, token, step, tries, request_id=logs.current_request_id() or logs.new_request_id())
+
+
+# -- the worker's side ----------------------------------------------------------------------------
+
+@task(queue_name="default")
+@logs.in_task_context
+def fetch_transcript(video_id: str, token: str, step: str, tries: int = 0):
+    """One call of a fetch (`step`), while its token is current; then the next step, paced."""
+    if not enabled():
+        return "switched off"
+    current = VideoTranscript.objects.filter(video_id=video_id, token=token, state=T.FETCHING)
+    video = Video.objects.alive().select_related("team").filter(pk=video_id, status=Video.Status.READY).first()
+    if video is None or not current.exists() or step not in STEPS:
+        return "stale"
+    if step == "audio" and video.has_audio is False:
+        current.update(lines=[])  # no audio track: nothing was said, nothing to ask
+        return _next(video, token, step)
+    key = lifecycle.key_for(video)
+    if key is None:
+        return _failed(current, "the team has no usable memories.ai API key: ask your team admin to add one, "
+                                "then Refresh")
+    account_id = key.pacing_account_id()
+    free_at = claim_slot(account_id)
+    if free_at is not None:  # another call of this account has the slot: try at its end
+        _enqueue(video_id, token, step, tries, run_after=free_at)
+        return "waiting for the slot"
+    place = memories.Place.of(video.api_family, video.namespace)
+    try:
+        raw_key = key.reveal()
+        if step == "audio":
+            answer = understanding.transcript(raw_key, place, video.video_no, "audio")
+        else:
+            answer = understanding.summary(raw_key, place, video.video_no, step)
+    except ApiKeyDecryptionError as error:
+        return _failed(current, str(error))
+    except memories.MemoriesError as error:
+        return _error(video_id, token, step, tries, account_id, current, error)
+    clear_backoff(account_id)
+    if answer is None and step == "audio":  # the summaries came, so it parsed: no speech to transcribe
+        current.update(lines=[])
+        return _next(video, token, step, account_id)
+    if answer is None:  # memories.ai has not made it yet (still parsing)
+        if tries + 1 >= NOT_READY_TRIES:
+            return _failed(current, "memories.ai has not made it yet (it answered without data): Refresh later")
+        later = timezone.now() + timedelta(seconds=NOT_READY_FIRST_SECONDS * (2 ** tries))
+        _enqueue(video_id, token, step, tries + 1, run_after=later)
+        return "not made yet"
+    if step == "audio":
+        current.update(lines=[{"index": line.index, "start": line.start, "end": line.end, "text": line.text}
+                              for line in answer.lines])
+    else:
+        entries = [{"title": item.title, "description": item.description, "start": item.start}
+                   for item in answer.items]
+        current.update(**({"chapters": entries} if step == "CHAPTER" else {"topics": entries}),
+                       summary=answer.text or F("summary"))
+    return _next(video, token, step, account_id)
+
+
+def _next(video, token, step, account_id=None):
+    """The step after `step`, at the account's next free slot; or the fetch is done."""
+    position = STEPS.index(step)
+    if position + 1 < len(STEPS):
+        run_after = slot_free_at(account_id) if account_id is not None else None
+        _enqueue(str(video.pk), token, STEPS[position + 1], 0, run_after=run_after)
+        return f"{step} kept"
+    VideoTranscript.objects.filter(video_id=video.pk, token=token, state=T.FETCHING).update(
+        state=T.FETCHED, fetched_at=timezone.now(), last_error="")
+    return "fetched"
+
+
+def _error(video_id, token, step, tries, account_id, current, error):
+    logger.info("a transcript call of video %s failed: %s", video_id, error)
+    if error.rate_limited or error.kind == memories.RETRY:
+        if tries + 1 >= BUSY_TRIES:
+            return _failed(current, f"{error}; Refresh to try again")
+        run_after = (push_back_slot(account_id) if error.rate_limited
+                     else timezone.now() + timedelta(seconds=SLOT_SECONDS * (2 ** tries)))
+        current.update(last_error=str(error))  # shown while it waits
+        _enqueue(video_id, token, step, tries + 1, run_after=run_after)
+        return "busy: tried later"
+    return _failed(current, str(error))  # key trouble, credits, refused, a wrong path: no retry storm
+
+
+def _failed(current, reason):
+    current.update(state=T.FAILED, last_error=reason[:400])
+    return "failed"
+
+
+# -- the video page -----------------------------------------------------------------------------
+
+def clock(value):
+    """Seconds as m:ss (h:mm:ss past an hour); "" when unknown."""
+    if value is None:
+        return ""
+    whole = int(value)
+    hours, rest = divmod(whole, 3600)
+    return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60}:{rest % 60:02d}"
+
+
+def _timed(entries):
+    return [{**entry, "clock": clock(entry.get("start"))} for entry in entries if isinstance(entry, dict)]
+
+
+def for_page(video):
+    """The video page's context for the Transcript and Summary sections ({} when switched off or
+    the video is not ready)."""
+    if not enabled() or video.status != Video.Status.READY:
+        return {}
+    row = VideoTranscript.objects.filter(video=video).first()
+    return {"understanding": {
+        "row": row, "state": row.state if row else "",
+        "no_audio": video.has_audio is False,
+        "lines": _timed(row.lines) if row else [], "chapters": _timed(row.chapters) if row else [],
+        "topics": _timed(row.topics) if row else [], "summary": row.summary if row else "",
+    }}
