@@ -111,6 +111,8 @@ def test_queued_videos_show_their_place_and_the_live_line_keeps_it(strict_page, 
     Video.objects.filter(pk=first.pk).update(status=S.SENDING)  # the first goes: the second is next
     page.locator(f"tr[data-video-id='{second.pk}'] [data-line]", has_text="Next in Team One's queue").wait_for(
         timeout=15_000)
+    # Only what changed is announced: the first went, the second is still queued.
+    assert page.inner_text("#live-announcer") == "“first.mp4” is now Sending to memories.ai."
 
 
 def test_bulk_retry_cancel_and_delete_with_a_page_that_names_how_many(strict_page, live_server, member, team,

@@ -30,6 +30,8 @@ from .templatetags.library import duration
 S = Video.Status
 PER_PAGE = 25
 MOST_IDS = 1000  # one live-update request; a page lists PER_PAGE
+FEED_FIELDS = ("pk", "status", "attempts", "next_attempt_at", "created_at", "thumbnail", "duration_seconds",
+               "team_id", "team__name")
 STATE_ORDER = Case(*(When(status=s, then=Value(i)) for i, s in enumerate(
     (S.QUEUED, S.SENDING, S.PROCESSING, S.READY, S.FAILED, S.REJECTED, S.CANCELLED))), output_field=IntegerField())
 SORTS = {  # the `sort` parameter: its label and its ordering
@@ -84,8 +86,8 @@ def filtered(videos, chosen):
 def library_page(request, videos, *, teams, members=None, scope):
     form = LibraryFilter(request.GET, teams=teams, members=members)
     chosen = form.chosen()
-    page = Paginator(filtered(videos.select_related("team", "owner"), chosen), PER_PAGE).get_page(
-        request.GET.get("page"))
+    page = Paginator(standing.with_standing(filtered(videos.select_related("team", "owner"), chosen)),
+                     PER_PAGE).get_page(request.GET.get("page"))
     rows = list(page.object_list)
     described = standing.describe(rows)
     for video in rows:
@@ -157,7 +159,8 @@ def video_states(request):
         ids = [uuid.UUID(str(value)) for value in json.loads(request.body or b"{}").get("ids", [])[:MOST_IDS]]
     except (ValueError, TypeError, AttributeError):
         return HttpResponseBadRequest("Send {\"ids\": [video ids]} as JSON.")
-    videos = list(Video.objects.visible_to(request.user).filter(pk__in=ids).select_related("team"))
+    videos = list(standing.with_standing(Video.objects.visible_to(request.user).filter(pk__in=ids)
+                                         .select_related("team").only(*FEED_FIELDS)))
     described = standing.describe(videos)
     return JsonResponse({"videos": {str(v.pk): feed_entry(v, described[v.pk]) for v in videos}})
 

@@ -4,10 +4,10 @@ when it should be sent ("3rd in Demo team's queue, about 2 min"), or why it wait
 A queued video is sent when its memories.ai account's upload slot is free and the account's
 videos queued before it have gone (uploads/pacing.py: one slot per account, whichever teams use
 it). The estimate is that slot's free time plus one slot per video ahead. `describe()` works out
-every listed video in a fixed number of queries, however many are queued or listed.
+every listed video from the columns with_standing() adds to the list's own query.
 """
 
-from django.db.models import IntegerField, OuterRef, Q, Subquery
+from django.db.models import Case, DateTimeField, Exists, IntegerField, OuterRef, Q, Subquery, Value, When
 from django.utils import timezone
 
 from .clock import database_time
@@ -42,22 +42,38 @@ def about(seconds):
     return f"about {round(minutes / 60)} h"
 
 
-def _queue_figures(queued_ids):
-    """{video id: (its account id or None, the account's slot time, videos of the account ahead)}."""
+def with_standing(videos):
+    """`videos` with what describe() needs, computed in their own query (no query per row, and
+    the same queries whether any is queued or none): for a queued video its account (the team's
+    usable key's), that account's upload slot and the account's videos queued ahead of it; for
+    every row whether the operator holds the relays."""
     usable = ApiKey.objects.filter(team_id=OuterRef("team_id"), is_active=True, failing_since__isnull=True)
     account = Subquery(usable.order_by(*ApiKey._meta.ordering or ["pk"]).values("account_id")[:1])
-    now = database_time()
     ahead = (Video.objects.alive()
-             .filter(status=S.QUEUED, team__api_keys__account_id=OuterRef("account"),
+             .filter(status=S.QUEUED, team__api_keys__account_id=OuterRef("standing_account"),
                      team__api_keys__is_active=True, team__api_keys__failing_since__isnull=True)
-             .filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
+             .filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=database_time()))
              .filter(Q(created_at__lt=OuterRef("created_at"))
                      | Q(created_at=OuterRef("created_at"), pk__lt=OuterRef("pk")))
              .order_by().values("pk").distinct())
-    slot = Subquery(MemoriesAccount.objects.filter(pk=OuterRef("account")).values("next_upload_at")[:1])
-    rows = (Video.objects.filter(pk__in=queued_ids).annotate(account=account).annotate(slot=slot, ahead=Count(ahead))
-            .values_list("pk", "account", "slot", "ahead"))
-    return {pk: (account_id, slot_at, ahead_count) for pk, account_id, slot_at, ahead_count in rows}
+    slot = Subquery(MemoriesAccount.objects.filter(pk=OuterRef("standing_account")).values("next_upload_at")[:1])
+    queued = Q(status=S.QUEUED)
+    return (videos
+            .annotate(standing_account=Case(When(queued, then=account), default=None, output_field=IntegerField()))
+            .annotate(standing_slot=Case(When(queued, then=slot), default=None, output_field=DateTimeField()),
+                      standing_ahead=Case(When(queued, then=Count(ahead)), default=Value(0), output_field=IntegerField()),
+                      standing_held=Exists(RelayHold.objects.filter(cleared_at__isnull=True))))
+
+
+def _figures(videos):
+    """(per video id: (account, slot, ahead), held) from with_standing()'s columns, or, for
+    videos read without them, from one query of their own."""
+    if all(hasattr(v, "standing_account") for v in videos):
+        return ({v.pk: (v.standing_account, v.standing_slot, v.standing_ahead) for v in videos},
+                any(v.standing_held for v in videos))
+    rows = list(with_standing(Video.objects.filter(pk__in=[v.pk for v in videos])).values_list(
+        "pk", "standing_account", "standing_slot", "standing_ahead", "standing_held"))
+    return {pk: (account, slot, ahead) for pk, account, slot, ahead, _ in rows}, any(r[4] for r in rows)
 
 
 def queued_line(video, figures, held, now):
@@ -78,11 +94,7 @@ def queued_line(video, figures, held, now):
 
 def describe(videos):
     """{video id: {"status", "label", "line", "final"}} for these videos (their `team` selected)."""
-    queued = [v.pk for v in videos if v.status == S.QUEUED]
-    figures, held = {}, False
-    if queued:
-        figures = _queue_figures(queued)
-        held = RelayHold.in_force() is not None
+    figures, held = _figures(videos) if any(v.status == S.QUEUED for v in videos) else ({}, False)
     now = timezone.now()
     described = {}
     for video in videos:

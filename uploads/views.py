@@ -25,8 +25,8 @@ from .upload_handlers import refusals
 
 @never_cache
 def video_detail(request, video_id):
-    video = get_object_or_404(Video.objects.visible_to(request.user).select_related("team", "owner", "api_key"),
-                              pk=video_id)
+    video = get_object_or_404(standing.with_standing(
+        Video.objects.visible_to(request.user).select_related("team", "owner", "api_key")), pk=video_id)
     return render(request, "uploads/video_detail.html", {
         "video": video, "standing": standing.describe([video])[video.pk],
         "timeline": timeline.entries(video.events.select_related("actor")),

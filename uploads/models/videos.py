@@ -166,6 +166,8 @@ class Video(models.Model):
             models.Index(fields=["owner", "-created_at"], name="video_owner_created_idx"),
             models.Index(fields=["team", "-created_at"], name="video_team_created_idx"),
             models.Index(fields=["owner", "status_changed_at"], name="video_owner_changed_idx"),
+            # The list's count of a team's alive videos, read from the index alone (bench/library.py).
+            models.Index(fields=["team", "owner"], condition=Q(deleted_at__isnull=True), name="video_team_alive_idx"),
         ]
 
     def __str__(self):
