@@ -9,7 +9,6 @@ admin lists uploads and discards them. The browser's side: tests/test_browser_re
 import threading
 import time
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 from django.contrib.auth import get_user_model
@@ -22,27 +21,9 @@ from uploads import chunkstore, resumable
 from uploads.models import Membership, PartialUpload, Video
 from uploads.resumable import expire_partial_uploads
 
-from .conftest import sample
+from .test_tus import CHUNK, SAMPLE, partial_path, small_chunks, started  # noqa: F401 (small_chunks: a fixture)
 from .tus_client import TUS, create, head, send_in_chunks
 
-SAMPLE = sample("sample-h264-aac.mp4").read_bytes()  # 31,973 bytes
-CHUNK = 10_000
-
-
-@pytest.fixture(autouse=True)
-def small_chunks(settings):
-    settings.MEMPORTAL_UPLOAD_CHUNK_BYTES = CHUNK
-
-
-def partial_path(upload):
-    return Path(default_storage.path(f"partial/{upload.pk}.part"))
-
-
-def started(client, user, name="clip.mp4", length=len(SAMPLE), **meta):
-    client.force_login(user)
-    response = create(client, name, length, **meta)
-    assert response.status_code == 201, response.content
-    return response["Location"]
 
 
 def storage_fails(monkeypatch):
