@@ -173,6 +173,48 @@ def summary(results, name, size, base_rate):
             "other_cores": round(statistics.median(r["other_cores"] for r in runs), 2)}
 
 
+def prepare():
+    """curl and nginx there, the run's folder empty: the machine line and the cores busy before."""
+    for tool in ("curl", nginxlib.NGINX):
+        if not shutil.which(tool):
+            raise SystemExit(f"{tool} is needed: apt-get install curl nginx-light")
+    shutil.rmtree(VAR, ignore_errors=True)
+    VAR.mkdir(parents=True)
+    machine = f"{benchlib.machine('curl', 'postgres')}, {nginxlib.version()}"
+    busy_before = benchlib.busy_cores(2)
+    print(f"{machine}; {busy_before:.2f} cores busy in the 2 s before", flush=True)
+    return machine, busy_before
+
+
+def start_s3(db_name, common):
+    """A moto_server with the run's bucket: (its process, the portal's environment on it and
+    database `db_name`, a boto3 client)."""
+    import boto3
+
+    moto, endpoint = start_moto()
+    env = benchlib.bench_env(db_name, VAR, MEMPORTAL_STORAGE="s3", MEMPORTAL_S3_BUCKET=BUCKET,
+                             MEMPORTAL_S3_ENDPOINT_URL=endpoint, MEMPORTAL_S3_REGION="us-east-1",
+                             AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing",
+                             AWS_DEFAULT_REGION="us-east-1", **common)
+    client = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="testing",
+                          aws_secret_access_key="testing")
+    client.create_bucket(Bucket=BUCKET)
+    return moto, env, client
+
+
+def summary_table(rows, first="target", client="curl"):
+    """The lines of summary()'s rows as a table."""
+    return benchlib.table(
+        [first, "MiB", "MiB/s per run", "median", "% of nginx write", "gunicorn CPU s/GiB", "nginx CPU s/GiB",
+         f"{client} CPU s/GiB", "worker peak RSS - idle (MiB)", "peak on disk (MiB)",
+         "written: nginx + gunicorn (MiB)", "machine busy (cores)", "of which others"],
+        [[r["target"], r["size_mib"], ", ".join(map(str, r["mib_s"])), r["median_mib_s"],
+          "-" if r["of_nginx_write"] is None else f"{r['of_nginx_write']:.0%}",
+          "-" if r["target"] == "nginx write" else r["gunicorn_cpu_s_per_gib"], r["nginx_cpu_s_per_gib"],
+          r["curl_cpu_s_per_gib"], "-" if r["target"] == "nginx write" else r["peak_rss_minus_idle_mib"],
+          r["peak_disk_mib"], r["wrote_mib"], r["machine_busy_cores"], r["other_cores"]] for r in rows])
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sizes-mib", default="256,1024", help="file sizes in MiB (default 256,1024)")
@@ -184,15 +226,8 @@ def main():
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     args = parser.parse_args()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    for tool in ("curl", nginxlib.NGINX):
-        if not shutil.which(tool):
-            raise SystemExit(f"{tool} is needed: apt-get install curl nginx-light")
     sizes = [int(s) * MIB for s in args.sizes_mib.split(",")]
-    shutil.rmtree(VAR, ignore_errors=True)
-    VAR.mkdir(parents=True)
-    machine = f"{benchlib.machine('curl', 'postgres')}, {nginxlib.version()}"
-    busy_before = benchlib.busy_cores(2)
-    print(f"{machine}; {busy_before:.2f} cores busy in the 2 s before", flush=True)
+    machine, busy_before = prepare()
     limit = max(sizes + [args.big_bytes, 3 * 1000**3])
     common = dict(DJANGO_BEHIND_PROXY="true", MEMPORTAL_UPLOAD_TEMP_DIR=VAR / "tmp", MEMPORTAL_DB_CONN_MAX_AGE=0,
                   MEMPORTAL_MAX_UPLOAD_BYTES=limit, MEMPORTAL_MAX_REQUEST_BYTES=limit + MIB)
@@ -208,16 +243,7 @@ def main():
             targets.append(Target("local, nginx buffers", env, buffering="on"))
         s3 = None
         if not args.no_s3:
-            import boto3
-
-            moto, endpoint = start_moto()
-            s3_env = benchlib.bench_env(DB_NAME, VAR, MEMPORTAL_STORAGE="s3", MEMPORTAL_S3_BUCKET=BUCKET,
-                                        MEMPORTAL_S3_ENDPOINT_URL=endpoint, MEMPORTAL_S3_REGION="us-east-1",
-                                        AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing",
-                                        AWS_DEFAULT_REGION="us-east-1", **common)
-            client = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="testing",
-                                  aws_secret_access_key="testing")
-            client.create_bucket(Bucket=BUCKET)
+            moto, s3_env, client = start_s3(DB_NAME, common)
             s3 = (client, BUCKET)
             targets.append(Target("S3", s3_env))
         benchlib.django_setup(env)
@@ -259,15 +285,7 @@ def main():
     figures = {"machine": machine, "busy_cores_before": round(busy_before, 2), "runs": args.runs, "rows": rows,
                "big": big, "gunicorn": " ".join(targets[0].argv)}
     lines = [machine, f"{busy_before:.2f} cores busy in the 2 s before; {args.runs} runs per size and target", ""]
-    lines += benchlib.table(
-        ["target", "MiB", "MiB/s per run", "median", "% of nginx write", "gunicorn CPU s/GiB", "nginx CPU s/GiB",
-         "curl CPU s/GiB", "worker peak RSS - idle (MiB)", "peak on disk (MiB)", "written: nginx + gunicorn (MiB)",
-         "machine busy (cores)", "of which others"],
-        [[r["target"], r["size_mib"], ", ".join(map(str, r["mib_s"])), r["median_mib_s"],
-          "-" if r["of_nginx_write"] is None else f"{r['of_nginx_write']:.0%}",
-          "-" if r["target"] == "nginx write" else r["gunicorn_cpu_s_per_gib"], r["nginx_cpu_s_per_gib"],
-          r["curl_cpu_s_per_gib"], "-" if r["target"] == "nginx write" else r["peak_rss_minus_idle_mib"],
-          r["peak_disk_mib"], r["wrote_mib"], r["machine_busy_cores"], r["other_cores"]] for r in rows])
+    lines += summary_table(rows)
     if big:
         lines.append(f"\n{args.big_bytes} bytes to local storage: stored whole in {big['seconds']:.1f} s "
                      f"({big['mib_s']:.0f} MiB/s), gunicorn {big['gunicorn_cpu']:.1f} CPU s, worker peak RSS - idle "

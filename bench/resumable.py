@@ -44,7 +44,7 @@ from nginxlib import MIB
 
 DB_NAME = "memportal_bench_resumable"
 VAR = ingest.VAR = ROOT / "var" / "bench-resumable"  # ingest's targets and sampler use it
-BUCKET = "memportal-bench"
+BUCKET = ingest.BUCKET
 
 
 def opener(path):
@@ -130,15 +130,8 @@ def main():
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     args = parser.parse_args()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    for tool in ("curl", nginxlib.NGINX):
-        if not shutil.which(tool):
-            raise SystemExit(f"{tool} is needed: apt-get install curl nginx-light")
     sizes = [int(s) * MIB for s in args.sizes_mib.split(",")]
-    shutil.rmtree(VAR, ignore_errors=True)
-    VAR.mkdir(parents=True)
-    machine = f"{benchlib.machine('curl', 'postgres')}, {nginxlib.version()}"
-    busy_before = benchlib.busy_cores(2)
-    print(f"{machine}; {busy_before:.2f} cores busy in the 2 s before", flush=True)
+    machine, busy_before = ingest.prepare()
     limit = max(sizes + [args.big_bytes, args.cut_mib * MIB, 3 * 1000**3])
     common = dict(DJANGO_BEHIND_PROXY="true", MEMPORTAL_UPLOAD_TEMP_DIR=VAR / "tmp", MEMPORTAL_DB_CONN_MAX_AGE=0,
                   MEMPORTAL_MAX_UPLOAD_BYTES=limit, MEMPORTAL_MAX_REQUEST_BYTES=limit + MIB,
@@ -189,16 +182,7 @@ def main():
         sha256 = nginxlib.Source(size, seed=b"resumable cut").write(path)
         ways = [("through nginx (shipped)", front, None), ("straight to gunicorn, local storage", ("127.0.0.1", local.gport), None)]
         if not args.no_s3:
-            import boto3
-
-            moto, endpoint = ingest.start_moto()
-            s3_env = benchlib.bench_env(DB_NAME, VAR, MEMPORTAL_STORAGE="s3", MEMPORTAL_S3_BUCKET=BUCKET,
-                                        MEMPORTAL_S3_ENDPOINT_URL=endpoint, MEMPORTAL_S3_REGION="us-east-1",
-                                        AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing",
-                                        AWS_DEFAULT_REGION="us-east-1", **common)
-            client = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="testing",
-                                  aws_secret_access_key="testing")
-            client.create_bucket(Bucket=BUCKET)
+            moto, s3_env, client = ingest.start_s3(DB_NAME, common)
             targets.append(ingest.Target("S3", s3_env))
             ways.append(("straight to gunicorn, S3 storage (moto)", ("127.0.0.1", targets[-1].gport), (client, BUCKET)))
         for way, addr, s3 in ways:
@@ -225,15 +209,7 @@ def main():
                "rows": rows, "big": big, "cuts": cuts, "gunicorn": " ".join(local.argv)}
     lines = [machine, f"{busy_before:.2f} cores busy in the 2 s before; {args.runs} runs per size and way; "
                       f"chunk {chunk / MIB:g} MiB", ""]
-    lines += benchlib.table(
-        ["way", "MiB", "MiB/s per run", "median", "% of nginx write", "gunicorn CPU s/GiB", "nginx CPU s/GiB",
-         "client CPU s/GiB", "worker peak RSS - idle (MiB)", "peak on disk (MiB)", "written: nginx + gunicorn (MiB)",
-         "machine busy (cores)", "of which others"],
-        [[r["target"], r["size_mib"], ", ".join(map(str, r["mib_s"])), r["median_mib_s"],
-          "-" if r["of_nginx_write"] is None else f"{r['of_nginx_write']:.0%}",
-          "-" if r["target"] == "nginx write" else r["gunicorn_cpu_s_per_gib"], r["nginx_cpu_s_per_gib"],
-          r["curl_cpu_s_per_gib"], "-" if r["target"] == "nginx write" else r["peak_rss_minus_idle_mib"],
-          r["peak_disk_mib"], r["wrote_mib"], r["machine_busy_cores"], r["other_cores"]] for r in rows])
+    lines += ingest.summary_table(rows, first="way", client="client")
     if big:
         lines.append(f"\n{args.big_bytes} bytes resumable: stored whole in {big['seconds']:.1f} s "
                      f"({big['mib_s']:.0f} MiB/s), gunicorn {big['gunicorn_cpu']:.1f} CPU s, worker peak RSS - idle "
