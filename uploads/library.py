@@ -22,7 +22,7 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 
-from . import actions, lifecycle, removal, standing, tasks
+from . import actions, lifecycle, removal, standing, tasks, views
 from .lifecycle import Source
 from .models import Membership, Team, Video
 from .templatetags.library import duration
@@ -228,7 +228,7 @@ class RenameForm(forms.Form):
 def rename(request, video_id):
     video = get_object_or_404(Video.objects.visible_to(request.user), pk=video_id)
     if not Video.objects.actionable_by(request.user).filter(pk=video.pk).exists():
-        messages.error(request, f"You are no longer a member of {video.team}: “{video}” is shown read-only.")
+        messages.error(request, views.read_only_message(video))
         return back_to(request)
     form = RenameForm(request.POST)
     if not form.is_valid():

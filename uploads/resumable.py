@@ -34,7 +34,7 @@ from . import actions, chunkstore, tasks
 from .clock import database_time
 from .models import PartialUpload, Team, Video
 from .resumable_errors import (EXPIRED, NOT_FOUND, Busy, Conflict, Expired, Forbidden, NotFound, Refused,  # noqa: F401
-                               StorageFailed, Superseded, TooLarge, TooMany, UploadError)
+                               StorageFailed, Superseded, TooLarge, TooMany, UploadError, left_team)
 
 logger = logging.getLogger(__name__)
 GONE = PartialUpload.GONE
@@ -255,7 +255,7 @@ def finish(upload_id, token):
     if not Team.objects.of_member(upload.owner).filter(pk=upload.team_id).exists():
         release(upload_id, token)  # removed from the team (or deactivated): no video, the bytes go
         end_uploads_of(upload.owner_id, upload.team_id)
-        raise Forbidden(f"You are no longer a member of {upload.team}: this upload cannot go on.")
+        raise left_team(upload.team)
     try:
         name = store_for(upload).complete(upload)
         with transaction.atomic():

@@ -54,3 +54,8 @@ EXPIRED = "This upload expired and its bytes are being removed: upload the file 
 
 class Superseded(Exception):
     """Another request took this upload over (or it was cancelled) while this one wrote."""
+
+
+def left_team(team):
+    """The refusal of an upload whose owner is no longer a member of its team."""
+    return Forbidden(f"You are no longer a member of {team}: this upload cannot go on.")

@@ -33,7 +33,7 @@ from django.utils.cache import add_never_cache_headers
 from django.utils.http import http_date
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
 
-from . import resumable
+from . import resumable, resumable_errors
 from .forms import SIGNED_OUT, content_type_for, not_accepted, refusal_reason, too_large, too_many_in_flight
 from .models import PartialUpload, Team
 from .resumable import Forbidden, Refused, TooLarge, TooMany, UploadError
@@ -301,7 +301,7 @@ def patch(request, upload_id):
     if resumable.is_expired(upload):
         raise resumable.Expired(resumable.EXPIRED)
     if not Team.objects.of_member(request.user).filter(pk=upload.team_id).exists():
-        raise Forbidden(f"You are no longer a member of {upload.team}: this upload cannot go on.")
+        raise resumable_errors.left_team(upload.team)
     if start + size > upload.length:
         raise TooLarge("This chunk goes past the end of the file (Upload-Length).")
     least = resumable.store_for(upload).min_part

@@ -217,9 +217,13 @@ def no_key_message(team):
     return f"{team} has no active memories.ai API key yet: ask your team admin to add one."
 
 
+def read_only_message(video):
+    return f"You are no longer a member of {video.team}: “{video}” is shown read-only."
+
+
 def read_only(request, video):
     """The answer to acting on a video one may only see (a member removed from its team)."""
-    messages.error(request, f"You are no longer a member of {video.team}: “{video}” is shown read-only.")
+    messages.error(request, read_only_message(video))
     return redirect("video-detail", video.pk)
 
 
