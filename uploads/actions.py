@@ -7,6 +7,8 @@ uploads.tasks.perform(), inside the same transaction, so a new token and the one
 carries it commit together.
 """
 
+from django.db import transaction
+
 from . import lifecycle, removal, reports
 from .followups import CheckVideo, RelayVideo, Result
 from .lifecycle import Source
@@ -134,3 +136,16 @@ def cancel(video_id, actor, source=Source.USER):
 def request_check(video_id, actor, source=Source.USER):
     """Someone pressed "Check now"."""
     return check_now(video_id, actor, source)
+
+
+def rename(video_id, title, actor, source=Source.USER):
+    """A new title ("" shows the file name), with its event; no work follows."""
+    with transaction.atomic():
+        video = lifecycle.locked(video_id)
+        if video.title != title:
+            before = video.display_name
+            Video.objects.filter(pk=video.pk).update(title=title)
+            video.title = title
+            lifecycle.record(video, source, video.status, video.status,
+                             f"renamed from “{before}” to “{video.display_name}”", actor=actor)
+    return Result(video)

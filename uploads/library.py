@@ -12,7 +12,6 @@ import uuid
 from django import forms
 from django.contrib import messages
 from django.core.paginator import Paginator
-from django.db import transaction
 from django.db.models import Case, IntegerField, Value, When
 from django.db.models.functions import Coalesce, Lower, NullIf
 from django.http import Http404, HttpResponseBadRequest, JsonResponse
@@ -22,8 +21,7 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 
-from . import actions, lifecycle, removal, standing, tasks, views
-from .lifecycle import Source
+from . import actions, removal, standing, tasks, views
 from .models import Membership, Team, Video
 from .templatetags.library import duration
 
@@ -235,13 +233,6 @@ def rename(request, video_id):
         messages.error(request, f"The title was not changed: {form.errors['title'][0]}")
         return back_to(request)
     title = " ".join(form.cleaned_data["title"].split())
-    with transaction.atomic():
-        locked = lifecycle.locked(video.pk)
-        if locked.title != title:
-            before = locked.display_name
-            Video.objects.filter(pk=locked.pk).update(title=title)
-            locked.title = title
-            lifecycle.record(locked, Source.USER, locked.status, locked.status,
-                             f"renamed from “{before}” to “{locked.display_name}”", actor=request.user)
-    messages.success(request, f"Renamed to “{locked.display_name}”.")
+    renamed = tasks.perform(actions.rename, video.pk, title, request.user)
+    messages.success(request, f"Renamed to “{renamed.display_name}”.")
     return back_to(request)
