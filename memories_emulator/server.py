@@ -174,6 +174,16 @@ class _Handler(BaseHTTPRequestHandler):
         finally:
             self._settle(None, "no answer (error)")
 
+    def _record_arguments(self, query: dict[str, str]) -> None:
+        """What a call beyond upload was asked (its query, its JSON body), for tests to read: a
+        member's search must name only their own videos. Never a key: that travels in a header."""
+        self._request["query"] = dict(query)
+        if isinstance(self._sink, JsonBody):
+            try:
+                self._request["json"] = self._sink.payload()
+            except ValueError:
+                self._request["json"] = None
+
     def _serve_api(self, route: Route, key: str | None, query: dict[str, str]) -> None:
         backend = self.server.backend
         started = backend.now()
@@ -193,6 +203,7 @@ class _Handler(BaseHTTPRequestHandler):
         # Finished before it is served: a multipart body without its closing boundary is
         # refused, and the upload's record is whole while an answer is held.
         self._sink.finish(complete=True)
+        self._record_arguments(query)
         if not authorized or key is None:  # (a None key is never authorized)
             served = envelope("0401")
         else:

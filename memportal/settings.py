@@ -12,7 +12,7 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
-from memportal.env import envbool, envint, envlist, envstr, load_local_env
+from memportal.env import envbool, envfloat, envint, envlist, envstr, load_local_env
 from memportal.logging_config import logging_config
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -289,6 +289,12 @@ MEMORIES_V1_GET_SESSION_DETAIL_PATH = envstr("MEMORIES_V1_GET_SESSION_DETAIL_PAT
 # Issue 14 (docs/understanding.md): transcripts and summaries on the video page. Off by default (the API is
 # documented but untried); on in `make demo`.
 MEMPORTAL_UNDERSTANDING = envbool("MEMPORTAL_UNDERSTANDING", False)
+# Search and ask (docs/understanding.md): memories.ai allows search 1/s and chat 2/min per account.
+MEMPORTAL_SEARCH_INTERVAL_SECONDS = envfloat("MEMPORTAL_SEARCH_INTERVAL_SECONDS", 1.0)
+MEMPORTAL_CHAT_INTERVAL_SECONDS = envfloat("MEMPORTAL_CHAT_INTERVAL_SECONDS", 30.0)
+MEMPORTAL_CHAT_QUESTIONS_PER_DAY = envint("MEMPORTAL_CHAT_QUESTIONS_PER_DAY", 50)  # per team, any 24 hours
+MEMPORTAL_ASK_STREAMS_MAX = envint("MEMPORTAL_ASK_STREAMS_MAX", 4)  # answers streaming at once: each holds a web thread
+MEMPORTAL_ASK_VIDEOS_MAX = envint("MEMPORTAL_ASK_VIDEOS_MAX", 20)  # videos one question may be about
 # With the v1 family each team's videos live in the namespace (unique_id) PREFIX + the team's id.
 MEMORIES_NAMESPACE_PREFIX = envstr("MEMORIES_NAMESPACE_PREFIX", "memportal-team-")
 MEMORIES_CONNECT_TIMEOUT = envint("MEMORIES_CONNECT_TIMEOUT", 10)

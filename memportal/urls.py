@@ -6,7 +6,7 @@ from django.contrib.auth.decorators import login_not_required
 from django.urls import include, path
 from django.views.generic import RedirectView
 
-from uploads import account, callbacks, library, playback, tus, views
+from uploads import account, ask_views, callbacks, library, playback, search, tus, views
 from uploads.password_reset import ThrottledPasswordResetForm
 
 admin.site.site_header = "memportal administration"
@@ -35,6 +35,11 @@ urlpatterns = [
     path("uploads/tus/<uuid:upload_id>/", tus.resource, name="tus-upload"),
     path("callbacks/memories/<str:token>/", login_not_required(callbacks.memories_callback),
          name="memories-callback"),
+    path("search/", search.page, name="search"),
+    path("ask/", ask_views.ask, name="ask"),
+    path("ask/about/", ask_views.ask_about, name="ask-about"),
+    path("conversations/", ask_views.conversations, name="conversations"),
+    path("conversations/<uuid:conversation_id>/", ask_views.conversation, name="conversation"),
     path("account/", account.profile, name="profile"),
     path("notices/", account.notices, name="notices"),
     path("healthz", login_not_required(views.healthz), name="healthz"),

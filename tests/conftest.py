@@ -1,5 +1,6 @@
 """Shared fixtures: people and teams, a memories.ai emulator on loopback, and real workers."""
 
+import io
 import os
 import struct
 import subprocess
@@ -16,7 +17,7 @@ from django.utils import timezone
 from django_tasks_db.models import DBTaskResult
 
 from memories_emulator import MemoriesEmulator
-from uploads import actions, removal, reports, tasks
+from uploads import actions, lifecycle, memories, removal, reports, tasks
 from uploads.followups import RelayVideo
 from uploads.models import ApiKey, MemoriesAccount, Membership, Team, Video
 from uploads.views import create_video
@@ -178,6 +179,21 @@ def make_video(owner, team, *, status=Video.Status.QUEUED, video_no="", name="cl
     video.file.save(name, ContentFile(sample("sample-h264-aac.mp4").read_bytes()), save=False)
     video.save()
     return video
+
+
+def ready_video(emulator, owner, team, api_key, name="sample-h264-aac.mp4", status="PARSE", raw_key=TEST_KEY,
+                **extra):
+    """A video memories.ai holds in its team's place (uploaded there for real), ready on the portal.
+    A `name` that is no sample file is a sample padded with its name: the emulator then makes its
+    content from the name ("Harbour crane tour.mp4" says "Welcome to Harbour crane tour.")."""
+    place = lifecycle.place_for_team(team.pk)
+    content = sample(name).read_bytes() if sample(name).is_file() else padded(
+        sample("sample-h264-aac.mp4").read_bytes(), name.encode())
+    sent = memories.upload(raw_key, io.BytesIO(content), size=len(content), filename=name, content_type="video/mp4",
+                           callback_url=None, place=place)
+    emulator.set_status(sent.video_no, status, send_callback=False)
+    return make_video(owner, team, status=Video.Status.READY, video_no=sent.video_no, name=name, api_key=api_key,
+                      api_family=place.family, namespace=place.namespace, **extra)
 
 
 def queued_video(owner, team, name="clip.mp4"):

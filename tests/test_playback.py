@@ -136,7 +136,7 @@ def test_only_those_who_may_see_the_video_get_its_copy(client, mp4, member, team
 def test_the_page_plays_an_h264_mp4_with_its_thumbnail_as_poster(client, member, mp4):
     client.force_login(member)
     html = page(client, mp4)
-    assert '<video id="player" controls preload="metadata"' in html
+    assert f'<video id="player" data-video-id="{mp4.pk}" controls preload="metadata"' in html
     assert f'poster="{reverse("video-thumbnail", args=[mp4.pk])}"' in html
     assert f'<source src="{reverse("video-media", args=[mp4.pk])}" type="video/mp4">' in html
     assert MOVED not in html

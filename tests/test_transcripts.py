@@ -15,7 +15,7 @@ from django_tasks_db.models import DBTaskResult
 from uploads import lifecycle, memories, transcripts
 from uploads.models import UnderstandingSlot, Video, VideoTranscript
 
-from .conftest import TEST_KEY, make_video, run_worker, sample
+from .conftest import TEST_KEY, make_video, ready_video, run_worker, sample
 
 pytestmark = pytest.mark.django_db(transaction=True)
 KITCHEN = ["Welcome to the kitchen safety briefing.", "Always switch off the fryer before cleaning it.",
@@ -27,18 +27,6 @@ CALLS = ("get_audio_transcription", "generate_summary")
 def switched_on(settings):
     settings.MEMPORTAL_UNDERSTANDING = True
     return settings
-
-
-def ready_video(emulator, owner, team, api_key, name="sample-h264-aac.mp4", status="PARSE", **extra):
-    """A video memories.ai holds in its team's place (uploaded there for real), ready on the portal."""
-    place = lifecycle.place_for_team(team.pk)
-    content = sample(name).read_bytes()
-    with sample(name).open("rb") as fileobj:
-        sent = memories.upload(TEST_KEY, fileobj, size=len(content), filename=name, content_type="video/mp4",
-                               callback_url=None, place=place)
-    emulator.set_status(sent.video_no, status, send_callback=False)
-    return make_video(owner, team, status=Video.Status.READY, video_no=sent.video_no, name=name, api_key=api_key,
-                      api_family=place.family, namespace=place.namespace, **extra)
 
 
 def understanding_calls(emulator):

@@ -26,14 +26,14 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import F, Q
+from django.db.models import F
 from django.db.models.functions import Coalesce, Greatest
 from django.tasks import task
 from django.utils import timezone
 
 from memportal import logs
 
-from . import lifecycle, memories, understanding
+from . import call_slots, lifecycle, memories, understanding
 from .clock import database_time
 from .crypto import ApiKeyDecryptionError
 from .models import UnderstandingSlot, Video, VideoTranscript
@@ -57,16 +57,7 @@ def enabled():
 
 def claim_slot(account_id):
     """Take the account's understanding slot now; None if taken, else when the slot frees up."""
-    try:
-        with transaction.atomic():
-            UnderstandingSlot.objects.get_or_create(account_id=account_id)
-    except IntegrityError:  # two workers created it at once: it exists now
-        pass
-    taken = UnderstandingSlot.objects.filter(account_id=account_id).filter(
-        Q(next_at__isnull=True) | Q(next_at__lte=database_time())).update(next_at=database_time(SLOT_SECONDS))
-    if taken:
-        return None
-    return UnderstandingSlot.objects.values_list("next_at", flat=True).get(account_id=account_id)
+    return call_slots.claim(account_id, call_slots.TRANSCRIPT, SLOT_SECONDS)
 
 
 def slot_free_at(account_id):
@@ -230,6 +221,19 @@ def clock(value):
     whole = int(value)
     hours, rest = divmod(whole, 3600)
     return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60}:{rest % 60:02d}"
+
+
+def line_at(lines, start, end=None):
+    """The first kept line (`VideoTranscript.lines`) said between `start` and `end` (at `start`
+    when no end), for a search result or a cited moment; "" when none or no time."""
+    if start is None:
+        return ""
+    end = start if end is None else end
+    for line in lines:
+        begin, stop = line.get("start"), line.get("end")
+        if isinstance(begin, (int, float)) and begin <= end and (not isinstance(stop, (int, float)) or stop > start):
+            return line.get("text") or ""
+    return ""
 
 
 def _timed(entries):

@@ -16,7 +16,7 @@ from django.utils.cache import patch_vary_headers
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST, require_safe
 
-from . import actions, health, removal, standing, tasks, timeline, transcripts
+from . import actions, ask_views, health, removal, standing, tasks, timeline, transcripts
 from .forms import (CONTAINERS, QUICKTIME_ATOMS, UploadForm, browser_wording, content_type_for, not_accepted,
                     refusal_reason, too_many_chosen)
 from .models import PartialUpload, Team, Video
@@ -31,8 +31,18 @@ def video_detail(request, video_id):
         "video": video, "standing": standing.describe([video])[video.pk],
         "timeline": timeline.entries(video.events.select_related("actor")),
         "can_act": Video.objects.actionable_by(request.user).filter(pk=video.pk).exists(),
-        **identical_to(video, request.user), **transcripts.for_page(video),
+        "start_at": start_at(request.GET.get("t")),
+        **identical_to(video, request.user), **transcripts.for_page(video), **ask_views.for_video_page(request, video),
     })
+
+
+def start_at(value):
+    """`?t=` of a search result or a cited moment: the second the player starts at (None if none)."""
+    try:
+        seconds = float(value or "")
+    except ValueError:
+        return None
+    return round(seconds, 3) if 0 < seconds < 10 ** 7 else None
 
 
 def identical_to(video, user, named=5):

@@ -5,6 +5,7 @@ State changes of a video are not made here but in uploads/lifecycle.py, which ev
 (upload view, relay task, callback, status check, reconcile, admin) calls.
 """
 
+from .asking import Conversation, Question
 from .audit import AuditEvent, audit
 from .partial import PartialUpload
 from .profiles import Profile
@@ -21,5 +22,5 @@ from .workers import WorkerPing
 __all__ = [
     "ApiKey", "AuditEvent", "audit", "CallbackRecord", "MemoriesAccount", "Membership", "PartialUpload", "PasswordResetRequest", "Profile", "RelayHold", "Team", "TeamQuerySet", "Video", "VideoEvent",
     "VideoQuerySet", "new_callback_token", "new_work_token", "token_digest", "video_upload_to", "key_fingerprint", "WorkerPing",
-    "UnderstandingSlot", "VideoTranscript",
+    "UnderstandingSlot", "VideoTranscript", "Conversation", "Question",
 ]

@@ -45,14 +45,17 @@ class VideoTranscript(models.Model):
 
 
 class UnderstandingSlot(models.Model):
-    """A memories.ai account's next transcript or summary call may not start before `next_at`:
-    claimed with a conditional UPDATE on the database's clock (as uploads/pacing.py claims the
-    upload slot), so any number of workers agree."""
+    """A memories.ai account's next transcript or summary call may not start before `next_at`,
+    its next search before `search_at`, its next question before `chat_at`: each claimed with a
+    conditional UPDATE on the database's clock (as uploads/pacing.py claims the upload slot), so
+    any number of workers and web processes agree (uploads/call_slots.py)."""
 
     account = models.OneToOneField(MemoriesAccount, on_delete=models.CASCADE, primary_key=True,
                                    related_name="understanding_slot")
     next_at = models.DateTimeField(null=True, blank=True)
     backoff_level = models.PositiveSmallIntegerField(default=0)
+    search_at = models.DateTimeField(null=True, blank=True)
+    chat_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         verbose_name = "memories.ai understanding slot"

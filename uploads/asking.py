@@ -1,0 +1,164 @@
+"""Asking memories.ai about videos (issue 14, point 2): which videos a question may be about, the
+limits a question passes before it is sent, and the answer as it streams in, kept as it goes.
+
+- A question is about 1 to MEMPORTAL_ASK_VIDEOS_MAX ready videos the user may see (`visible_to`),
+  of one team, sent with one key to one place (family and namespace): memories.ai's chat takes
+  one `unique_id`. A video with no namespace of its own is asked about only by its `video_no`.
+- Before it is sent, under the team's row lock: the team's chat budget (questions per 24 hours),
+  the cap on answers streaming at once (each holds a web thread), then the account's chat slot
+  (2 a minute). Any of them says how long to wait (understanding_limits.Wait); nothing sleeps.
+- The answer's frames are turned into the portal's own events (`events`): pieces of text, the
+  cited moments (kept only for the conversation's videos, and rendered through `visible_to`
+  again), then done or an error in words. The answer is saved when the stream ends, however it
+  ends: the browser going away stops it, closes the connection to memories.ai and keeps what came.
+"""
+
+import logging
+
+from django.conf import settings
+from django.db import transaction
+from django.urls import reverse
+from django.utils import timezone
+
+from . import answers, call_slots, lifecycle, memories, transcripts, understanding
+from .models import Conversation, Question, Team, Video, VideoTranscript
+from .understanding_limits import BUSY, Wait, budget_or_wait, in_words, slot_or_wait, stream_or_wait
+
+logger = logging.getLogger(__name__)
+Q = Question.State
+TITLE_LENGTH = 80
+MOST_MOMENTS = 50  # cited moments kept per answer
+
+
+class NotAskable(Exception):
+    """Why these videos cannot be asked about together, in words."""
+
+
+def askable(user, video_ids):
+    """The ready videos among `video_ids` the user may see, checked to go in one question."""
+    most = settings.MEMPORTAL_ASK_VIDEOS_MAX
+    ids = list(dict.fromkeys(video_ids))
+    if not ids:
+        raise NotAskable("Choose at least one video to ask about.")
+    if len(ids) > most:
+        raise NotAskable(f"A question can be about at most {most} videos: choose fewer.")
+    videos = list(Video.objects.visible_to(user).filter(pk__in=ids).select_related("team", "api_key"))
+    if len(videos) < len(ids):
+        raise NotAskable("Some of these videos are not yours to ask about, or were deleted.")
+    not_ready = [v for v in videos if v.status != Video.Status.READY or not v.video_no]
+    if not_ready:
+        raise NotAskable(f"“{not_ready[0].display_name}” is not ready yet: memories.ai can answer questions about a "
+                         "video once it has finished processing it.")
+    if len({v.team_id for v in videos}) > 1:
+        raise NotAskable("Ask about the videos of one team at a time.")
+    if len({(v.api_family, v.namespace, getattr(lifecycle.key_for(v), "pk", None)) for v in videos}) > 1:
+        raise NotAskable("These videos were sent to memories.ai in different ways (another key or API version): "
+                         "ask about them separately.")
+    return videos
+
+
+def conversation_videos(conversation, user):
+    """The conversation's videos the user may still see and ask about (ready, not deleted)."""
+    return list(Video.objects.visible_to(user).filter(conversations=conversation, status=Video.Status.READY)
+                .exclude(video_no="").select_related("team", "api_key"))
+
+
+def ask(user, text, videos, conversation=None):
+    """Record the question, past every limit; returns it (state answering). Raises Wait."""
+    team = videos[0].team
+    key = lifecycle.key_for(videos[0])
+    if key is None:
+        raise Wait("Your team has no working memories.ai API key: a team admin can add one.")
+    with transaction.atomic():
+        Team.objects.select_for_update().filter(pk=team.pk).first()  # one question of the team at a time here
+        budget_or_wait(team)
+        stream_or_wait()
+        slot_or_wait(key.pacing_account_id(), call_slots.CHAT)
+        if conversation is None:
+            conversation = Conversation.objects.create(
+                user=user, team=team, title=text[:TITLE_LENGTH], api_family=videos[0].api_family,
+                namespace=videos[0].namespace)
+            conversation.videos.set(videos)
+        else:
+            Conversation.objects.filter(pk=conversation.pk).update(updated_at=timezone.now())
+        return Question.objects.create(conversation=conversation, team=team, text=text)
+
+
+def send(question, videos):
+    """Send the question to memories.ai: the stream of its answer, or None when memories.ai refused
+    it before answering (the question then says why, and does not count against the budget)."""
+    conversation = question.conversation
+    key = lifecycle.key_for(videos[0])
+    place = memories.Place.of(conversation.api_family, conversation.namespace)
+    try:
+        if key is None:
+            raise memories.MemoriesError(memories.KEY, "the team has no memories.ai API key")
+        return understanding.chat_stream(key.reveal(), place, [v.video_no for v in videos], question.text,
+                                         session_id=conversation.session_id)
+    except memories.MemoriesError as error:
+        logger.info("memories.ai refused question %s: %s", question.pk, error)
+        if error.rate_limited and key is not None:
+            call_slots.push_back(key.pacing_account_id(), call_slots.CHAT, call_slots.interval(call_slots.CHAT))
+        Question.objects.filter(pk=question.pk).update(state=Q.REFUSED, error=in_words(error, key)[:400],
+                                                       answered_at=timezone.now())
+        return None
+
+
+def events(question, stream, videos):
+    """The answer as the portal's events (dicts), each as soon as memories.ai sent its frame; the
+    question is saved with what came, when the stream ends or is closed."""
+    by_no = {v.video_no: v for v in videos}
+    text, moments, state, error = [], [], Q.FAILED, "the page was closed before the answer was complete"
+    try:
+        yield {"type": "started", "conversation": str(question.conversation_id), "question": question.pk,
+               "url": reverse("conversation", args=[question.conversation_id])}
+        for frame in stream:
+            if isinstance(frame, answers.Content) and frame.text:
+                text.append(frame.text)
+                yield {"type": "content", "text": frame.text}
+            elif isinstance(frame, answers.Thinking) and frame.title:
+                yield {"type": "thinking", "title": frame.title}
+            elif isinstance(frame, answers.Refs):
+                cited = [m for m in moments_of(frame.refs) if m["video_no"] in by_no][:MOST_MOMENTS - len(moments)]
+                moments.extend(cited)
+                if cited:
+                    yield {"type": "moments", "moments": rendered(cited, by_no)}
+            elif isinstance(frame, answers.Error):
+                state, error = Q.FAILED, in_words(frame.error)
+                yield {"type": "error", "message": error}
+                return
+            elif isinstance(frame, answers.Done):
+                state, error = Q.ANSWERED, ""
+                yield {"type": "done"}
+                return
+    finally:
+        stream.close()  # the connection to memories.ai, whatever ended the stream
+        Question.objects.filter(pk=question.pk, state=Q.ANSWERING).update(
+            answer="".join(text), moments=moments, state=state, error=error[:400], answered_at=timezone.now())
+        if stream.session_id:
+            Conversation.objects.filter(pk=question.conversation_id).update(session_id=stream.session_id[:200])
+
+
+def moments_of(refs):
+    """The cited moments of an answer's Refs, as kept: [{video_no, start, end, kind, text}]."""
+    return [{"video_no": item.video_no or ref.video_no, "start": item.start, "end": item.end, "kind": item.kind,
+             "text": item.text} for ref in refs for item in ref.items]
+
+
+def rendered(moments, videos_by_no):
+    """Kept moments as the page shows them, only those of `videos_by_no` (videos the user may see
+    now): a link to the video page at that second, and whether it can seek (a stored copy); the
+    line of the kept transcript said then when memories.ai gave no text."""
+    wanted = [m for m in moments if m.get("video_no") in videos_by_no]
+    lines = dict(VideoTranscript.objects.filter(video__in=[videos_by_no[m["video_no"]].pk for m in wanted])
+                 .values_list("video_id", "lines"))
+    shown = []
+    for moment in wanted:
+        video, start = videos_by_no[moment["video_no"]], answers.number(moment.get("start"))
+        href = reverse("video-detail", args=[video.pk]) + (f"?t={start:g}" if start is not None else "")
+        said = moment.get("text") or transcripts.line_at(lines.get(video.pk) or [], start)
+        shown.append({"video": str(video.pk), "title": video.display_name, "start": start,
+                      "clock": transcripts.clock(start), "href": href, "seekable": bool(video.file),
+                      "text": said})
+    return shown
+

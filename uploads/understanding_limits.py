@@ -1,0 +1,85 @@
+"""What holds a search or a question back, said in words (issue 14, point 4): the account's
+pacing slots (uploads/call_slots.py), each team's chat budget (questions per 24 hours), the cap
+on answers streaming at once (each holds a web thread), and memories.ai's refusals worded as
+the upload path words them. Nothing here sleeps: a user who must wait is told for how long.
+"""
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.conf import settings
+from django.utils import timezone
+
+from . import call_slots, memories, understanding
+from .models import Question
+
+STREAM_STALE = timedelta(minutes=10)  # an answer "being answered" this long ago died with its process
+DAY = timedelta(hours=1) * 24
+BUSY = "memories.ai is busy for your team's account right now: try again in a few seconds."
+
+
+@dataclass(frozen=True)
+class Wait(Exception):
+    """The user must wait `seconds` before trying again, for the reason `message` says."""
+
+    message: str
+    seconds: int | None = None
+
+
+def slot_or_wait(account_id, call):
+    """Claim the account's `call` slot, or raise Wait saying how long until it frees."""
+    free_at = call_slots.claim(account_id, call)
+    if free_at is None:
+        return
+    seconds = call_slots.wait_seconds(free_at)
+    if call == call_slots.CHAT:
+        raise Wait(f"memories.ai answers {60 / settings.MEMPORTAL_CHAT_INTERVAL_SECONDS:g} questions a minute "
+                   f"for your team's account, and that is used up: ask again in {seconds} s.", seconds)
+    raise Wait(f"memories.ai allows one search a second for your team's account, and another search is "
+               f"running: searching again in {seconds} s.", seconds)
+
+
+def budget_or_wait(team):
+    """Raise Wait when the team has asked its MEMPORTAL_CHAT_QUESTIONS_PER_DAY questions in the
+    last 24 hours (questions memories.ai refused before answering do not count)."""
+    allowed = settings.MEMPORTAL_CHAT_QUESTIONS_PER_DAY
+    since = timezone.now() - DAY
+    asked = Question.objects.filter(team=team, asked_at__gt=since).exclude(state=Question.State.REFUSED)
+    if allowed > 0 and asked.count() < allowed:
+        return
+    oldest = asked.order_by("asked_at").values_list("asked_at", flat=True).first()
+    if allowed <= 0 or oldest is None:
+        raise Wait(f"Asking questions is switched off for {team.name}: the chat budget is 0 a day.")
+    frees = oldest + DAY
+    raise Wait(f"{team.name} has used its chat budget of {allowed} question{'s' if allowed != 1 else ''} in 24 hours "
+               f"(answers use memories.ai credits): the next one can be asked at {timezone.localtime(frees):%H:%M %Z}.",
+               call_slots.wait_seconds(frees))
+
+
+def answering_now():
+    return Question.objects.filter(state=Question.State.ANSWERING, asked_at__gt=timezone.now() - STREAM_STALE)
+
+
+def stream_or_wait():
+    """Raise Wait when MEMPORTAL_ASK_STREAMS_MAX answers are streaming now."""
+    if answering_now().count() >= settings.MEMPORTAL_ASK_STREAMS_MAX:
+        raise Wait(f"The portal is answering as many questions at once as it takes "
+                   f"({settings.MEMPORTAL_ASK_STREAMS_MAX}): ask again in a minute.", 30)
+
+
+def in_words(error: memories.MemoriesError, key=None) -> str:
+    """memories.ai's refusal for the user. Key trouble and 0402 (credits) mark the key failing,
+    as the upload path does, so a team admin sees it on the key; the words never hold the key."""
+    if error.kind == memories.KEY:
+        if key is not None:
+            key.mark_failing(str(error))
+        if understanding.out_of_credits(error):
+            return f"{error}: a team admin can add credits at memories.ai, or another key, and then ask again."
+        return f"{error}: a team admin can fix the team's memories.ai API key."
+    if error.rate_limited:
+        return BUSY
+    if error.kind == memories.CONFIG:
+        return "The portal's memories.ai settings are wrong: an operator can fix them."
+    if error.kind == memories.REJECT:
+        return f"{error}."
+    return "memories.ai could not be reached or answered strangely: try again in a moment."
