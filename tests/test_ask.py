@@ -9,6 +9,7 @@ import threading
 import time
 
 import pytest
+from django.core import checks
 from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
@@ -243,3 +244,11 @@ def test_a_cited_video_whose_copy_is_gone_still_shows_its_moment(client, emulato
     page = client.get(reverse("conversation", args=[Conversation.objects.get().pk])).text
     assert "0:00" in page and "Always switch off the fryer before cleaning it." in page
     assert "no longer plays here" in page and "data-seek-video" not in page
+
+
+def test_the_settings_of_asking_are_checked(settings):
+    settings.MEMPORTAL_ASK_VIDEOS_MAX = 101
+    settings.MEMPORTAL_CHAT_QUESTIONS_PER_DAY = -1
+    settings.MEMORIES_V1_CHAT_STREAM_PATH = "serve/api/v1/chat_stream"
+    found = {error.id for error in checks.run_checks()}
+    assert {"memportal.E003", "memportal.E007", "memportal.E008"} <= found

@@ -6,6 +6,7 @@ from django.core.exceptions import ImproperlyConfigured
 
 from .crypto import fernet
 from .memories import FAMILIES
+from .understanding import PATH_SETTINGS
 
 
 @checks.register(checks.Tags.security)
@@ -25,7 +26,7 @@ def check_memories_settings(app_configs, **kwargs):
     if settings.MEMORIES_API_FAMILY not in FAMILIES:
         errors.append(checks.Error(f"MEMORIES_API_FAMILY must be one of {', '.join(FAMILIES)}", id="memportal.E006"))
     for name in ("MEMORIES_UPLOAD_PATH", "MEMORIES_LIST_PATH", "MEMORIES_DELETE_PATH", "MEMORIES_V1_UPLOAD_PATH",
-                 "MEMORIES_V1_LIST_PATH", "MEMORIES_V1_METADATA_PATH", "MEMORIES_V1_DELETE_PATH"):
+                 "MEMORIES_V1_LIST_PATH", "MEMORIES_V1_METADATA_PATH", "MEMORIES_V1_DELETE_PATH", *PATH_SETTINGS):
         if not getattr(settings, name).startswith("/"):
             errors.append(checks.Error(f"{name} must start with /", id="memportal.E003"))
     if settings.MEMPORTAL_PUBLIC_URL and not settings.MEMPORTAL_PUBLIC_URL.startswith(("http://", "https://")):
@@ -36,6 +37,14 @@ def check_memories_settings(app_configs, **kwargs):
         errors.append(checks.Warning(
             "MEMPORTAL_HEARTBEAT_STALE_SECONDS should be larger than MEMORIES_READ_TIMEOUT, or "
             "reconcile re-queues relays still waiting for memories.ai's answer.", id="memportal.W002"))
+    for name in ("MEMPORTAL_SEARCH_INTERVAL_SECONDS", "MEMPORTAL_CHAT_INTERVAL_SECONDS",
+                 "MEMPORTAL_CHAT_QUESTIONS_PER_DAY"):
+        if getattr(settings, name) < 0:
+            errors.append(checks.Error(f"{name} must not be negative", id="memportal.E007"))
+    for name in ("MEMPORTAL_ASK_STREAMS_MAX", "MEMPORTAL_ASK_VIDEOS_MAX"):
+        if not 1 <= getattr(settings, name) <= (100 if name == "MEMPORTAL_ASK_VIDEOS_MAX" else 10 ** 4):
+            errors.append(checks.Error(f"{name} must be at least 1 (memories.ai takes at most 100 videos a question)",
+                                       id="memportal.E008"))
     if settings.MEMPORTAL_STORAGE == "s3" and not settings.STORAGES["default"]["OPTIONS"]["bucket_name"]:
         errors.append(checks.Error("MEMPORTAL_STORAGE=s3 needs MEMPORTAL_S3_BUCKET", id="memportal.E005"))
     return errors
