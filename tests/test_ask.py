@@ -252,3 +252,13 @@ def test_the_settings_of_asking_are_checked(settings):
     settings.MEMORIES_V1_CHAT_STREAM_PATH = "serve/api/v1/chat_stream"
     found = {error.id for error in checks.run_checks()}
     assert {"memportal.E003", "memportal.E007", "memportal.E008"} <= found
+
+
+def test_ask_about_videos_chosen_on_the_list(client, emulator, member, kitchen):
+    client.force_login(member)
+    assert "Ask about selected" in client.get(reverse("video-list")).text
+    page = client.post(reverse("ask-about"), {"video": [kitchen.pk]}).text
+    assert "Ask about 1 video" in page and f'name="video" value="{kitchen.pk}"' in page
+    refused = client.post(reverse("ask-about"), {"video": []})
+    assert refused.status_code == 302
+    assert "Choose at least one video" in client.get(refused["Location"]).text
