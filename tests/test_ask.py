@@ -81,7 +81,7 @@ def test_cited_moments_point_at_the_right_second(client, emulator, member, kitch
     events = events_of(ask(client, "fryer", video=kitchen.pk))
 
     moments = [m for e in events if e["type"] == "moments" for m in e["moments"]]
-    assert moments and moments[0]["start"] == 0.7 and moments[0]["clock"] == "0:00"
+    assert moments and moments[0]["start"] == 0.7 and moments[0]["clock"] == "0:00.7"
     assert moments[0]["href"] == f"/videos/{kitchen.pk}/?t=0.7" and moments[0]["seekable"]
     assert moments[0]["text"] == "Always switch off the fryer before cleaning it."
     page = client.get(moments[0]["href"]).text
@@ -242,7 +242,7 @@ def test_a_cited_video_whose_copy_is_gone_still_shows_its_moment(client, emulato
     client.post(reverse("ask"), {"question": "fryer", "video": kitchen.pk})
     Video.objects.filter(pk=kitchen.pk).update(file="", file_removed_at=timezone.now())
     page = client.get(reverse("conversation", args=[Conversation.objects.get().pk])).text
-    assert "0:00" in page and "Always switch off the fryer before cleaning it." in page
+    assert "0:00.7" in page and "Always switch off the fryer before cleaning it." in page
     assert "no longer plays here" in page and "data-seek-video" not in page
 
 

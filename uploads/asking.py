@@ -158,7 +158,7 @@ def rendered(moments, videos_by_no):
         href = reverse("video-detail", args=[video.pk]) + (f"?t={start:g}" if start is not None else "")
         said = moment.get("text") or transcripts.line_at(lines.get(video.pk) or [], start)
         shown.append({"video": str(video.pk), "title": video.display_name, "start": start,
-                      "clock": transcripts.clock(start), "href": href, "seekable": bool(video.file),
+                      "clock": transcripts.moment_clock(start), "href": href, "seekable": bool(video.file),
                       "text": said})
     return shown
 

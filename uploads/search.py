@@ -58,8 +58,8 @@ class Result:
     def times(self):
         if self.start is None:
             return ""
-        end = f"–{transcripts.clock(self.end)}" if self.end is not None and self.end > self.start else ""
-        return transcripts.clock(self.start) + end
+        end = f"–{transcripts.moment_clock(self.end)}" if self.end is not None and self.end > self.start else ""
+        return transcripts.moment_clock(self.start) + end
 
 
 @dataclass

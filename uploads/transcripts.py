@@ -223,6 +223,15 @@ def clock(value):
     return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60}:{rest % 60:02d}"
 
 
+def moment_clock(value):
+    """A moment's time: m:ss, with tenths when it falls inside a second (0:00.7), so the moments of
+    a short clip do not all read 0:00; "" when unknown."""
+    if value is None:
+        return ""
+    tenths = round(value * 10) % 10
+    return clock(value) + (f".{tenths}" if tenths else "")
+
+
 def line_at(lines, start, end=None):
     """The first kept line (`VideoTranscript.lines`) said between `start` and `end` (at `start`
     when no end), for a search result or a cited moment; "" when none or no time."""
