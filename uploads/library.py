@@ -12,11 +12,12 @@ import uuid
 from django import forms
 from django.contrib import messages
 from django.core.paginator import Paginator
-from django.db.models import Case, IntegerField, Value, When
+from django.db.models import Case, Exists, IntegerField, OuterRef, Value, When
 from django.db.models.functions import Coalesce, Lower, NullIf
 from django.http import Http404, HttpResponseBadRequest, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
@@ -28,8 +29,10 @@ from .templatetags.library import duration
 S = Video.Status
 PER_PAGE = 25
 MOST_IDS = 1000  # one live-update request; a page lists PER_PAGE
-FEED_FIELDS = ("pk", "status", "attempts", "next_attempt_at", "created_at", "thumbnail", "duration_seconds",
-               "team_id", "team__name")
+# What a row of the list reads (templatetags/library.py's video_rows, standing.describe); any other
+# field would cost a query per row.
+ROW_FIELDS = ("title", "original_name", "thumbnail", "size", "duration_seconds", "created_at", "status", "attempts",
+              "next_attempt_at", "team__name", "owner__username")
 STATE_ORDER = Case(*(When(status=s, then=Value(i)) for i, s in enumerate(
     (S.QUEUED, S.SENDING, S.PROCESSING, S.READY, S.FAILED, S.REJECTED, S.CANCELLED))), output_field=IntegerField())
 SORTS = {  # the `sort` parameter: its label and its ordering
@@ -84,22 +87,29 @@ def filtered(videos, chosen):
 def library_page(request, videos, *, teams, members=None, scope):
     form = LibraryFilter(request.GET, teams=teams, members=members)
     chosen = form.chosen()
-    page = Paginator(filtered(videos.select_related("team", "owner"), chosen), PER_PAGE).get_page(
-        request.GET.get("page"))
-    rows = list(page.object_list)
+    sort = chosen.get("sort") or "newest"
+    # The page's ids are sorted on their own (narrow rows: a deep page sorts no wide ones), then one
+    # query reads the page's rows with what they show, their queue figures and whether the user may
+    # act on them (the subqueries computed for the 25 rows only, not for every row sorted).
+    page = Paginator(filtered(videos, chosen).values("pk"), PER_PAGE).get_page(request.GET.get("page"))
+    rows = []
+    if page.paginator.count:
+        may_act = Exists(Video.objects.actionable_by(request.user).filter(pk=OuterRef("pk")))
+        rows = list(filtered(standing.with_standing(videos.filter(pk__in=page.object_list))
+                             .select_related("team", "owner").only(*ROW_FIELDS).annotate(can_act=may_act),
+                             {"sort": sort}))
     described = standing.describe(rows)
     for video in rows:
         video.standing = described[video.pk]
     query = request.GET.copy()
     query.pop("page", None)
-    sort = chosen.get("sort") or "newest"
     return render(request, "uploads/video_list.html", {
         "form": form, "page": page, "videos": rows, "scope": scope,
         "filtered": any(chosen.get(k) for k in ("q", "state", "team", "member")),
         "query": query.urlencode(), "sort": sort, "sorts": column_sorts(query, sort),
-        "administers_a_team": scope == "team" or Team.objects.administered_by(request.user).exists(),
-        "can_act": set(Video.objects.actionable_by(request.user).filter(pk__in=[v.pk for v in rows])
-                       .values_list("pk", flat=True)),
+        "administers_a_team": scope == "team" or (  # team admins are staff: a member costs no query
+            request.user.is_staff and Team.objects.administered_by(request.user).exists()),
+        "can_act": {v.pk for v in rows if v.can_act},
         "here": request.get_full_path(),
     })
 
@@ -144,11 +154,8 @@ def team_videos(request):
 
 
 ANY_ID = str(uuid.UUID(int=0))
-
-
-def feed_entry(video, described, thumbnail_url):
-    return {**described, "thumbnail": thumbnail_url.replace(ANY_ID, str(video.pk)) if video.thumbnail else "",
-            "duration": duration(video.duration_seconds)}
+FEED_FIELDS = ("pk", "status", "attempts", "next_attempt_at", "thumbnail", "duration_seconds", "team__name",
+               *standing.COLUMNS)  # in the order video_states() unpacks them
 
 
 @require_POST
@@ -160,11 +167,19 @@ def video_states(request):
         ids = [uuid.UUID(str(value)) for value in json.loads(request.body or b"{}").get("ids", [])[:MOST_IDS]]
     except (ValueError, TypeError, AttributeError):
         return HttpResponseBadRequest("Send {\"ids\": [video ids]} as JSON.")
-    videos = list(standing.with_standing(Video.objects.visible_to(request.user).filter(pk__in=ids)
-                                         .select_related("team").only(*FEED_FIELDS)))
-    described = standing.describe(videos)
+    # Tuples, not models (building 100 models cost more than the query), the queue figures columns
+    # of the same query.
+    rows = list(standing.with_standing(Video.objects.visible_to(request.user).filter(pk__in=ids))
+                .values_list(*FEED_FIELDS))
+    held, now = bool(rows and rows[0][-1]), timezone.now()
     thumbnail_url = reverse("video-thumbnail", args=[ANY_ID])  # once: a reverse per row costs more than the query
-    return JsonResponse({"videos": {str(v.pk): feed_entry(v, described[v.pk], thumbnail_url) for v in videos}})
+    videos = {}
+    for pk, status, attempts, next_attempt_at, thumbnail, seconds, team_name, *figures, _held in rows:
+        pk = str(pk)
+        videos[pk] = {**standing.standing(status, attempts, next_attempt_at, team_name, figures, held, now),
+                      "thumbnail": thumbnail_url.replace(ANY_ID, pk) if thumbnail else "",
+                      "duration": duration(seconds)}
+    return JsonResponse({"videos": videos})
 
 
 BULK = {  # action: (verb for the confirmation, done, refused, action or None for delete)

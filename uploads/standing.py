@@ -4,10 +4,13 @@ when it should be sent ("3rd in Demo team's queue, about 2 min"), or why it wait
 A queued video is sent when its memories.ai account's upload slot is free and the account's
 videos queued before it have gone (uploads/pacing.py: one slot per account, whichever teams use
 it). The estimate is that slot's free time plus one slot per video ahead. `describe()` works out
-every listed video from the columns with_standing() adds to the list's own query.
+every listed video from the columns with_standing() adds to the list's own query; `standing()`
+is the same for one video given as plain values (the live states feed reads rows, not models).
 """
 
-from django.db.models import Case, DateTimeField, Exists, IntegerField, OuterRef, Q, Subquery, Value, When
+from django.db import connections
+from django.db.models import BooleanField, DateTimeField, IntegerField
+from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
 from .clock import database_time
@@ -15,15 +18,13 @@ from .models import ApiKey, MemoriesAccount, RelayHold, Video
 from .pacing import slot_seconds
 
 S = Video.Status
+LABELS = dict(S.choices)
+LIVE = (S.QUEUED, S.SENDING, S.PROCESSING)  # the states that still move on their own
+MOVING = {S.SENDING: "Being sent to memories.ai now.", S.PROCESSING: "memories.ai is processing it."}
 NO_KEY = "Waiting for a working memories.ai API key: a team admin can add one."
 HELD = "Waiting: an operator is fixing the portal's memories.ai settings."
-
-
-class Count(Subquery):
-    """The number of rows of a subquery, as a column of the outer query."""
-
-    template = "(SELECT COUNT(*) FROM (%(subquery)s) _counted)"
-    output_field = IntegerField()
+COLUMNS = ("standing_account", "standing_slot", "standing_ahead", "standing_held")
+_SQL = {}  # per database vendor: with_standing()'s columns, written once
 
 
 def ordinal(number):
@@ -42,55 +43,82 @@ def about(seconds):
     return f"about {round(minutes / 60)} h"
 
 
+def _columns(using):
+    """with_standing()'s columns as (SQL, params, output field), for the database `using`.
+
+    Written as SQL once per database vendor, not as Subquery/OuterRef expressions: the ORM took
+    longer to build and compile those nested subqueries, on every request, than the database took
+    to run them (docs/benchmarks.md, "The video library"). The SQL names the outer query's video
+    table, so it is for a query of videos (not one used as a subquery, where Django renames it)."""
+    connection = connections[using]
+    if connection.vendor not in _SQL:
+        qn = connection.ops.quote_name
+        video, key, account_table, hold = (qn(m._meta.db_table) for m in (Video, ApiKey, MemoriesAccount, RelayHold))
+        now, now_params = Video.objects.none().query.get_compiler(using=using).compile(database_time())
+        # The account of the team's usable key (one active key per team: at most one row).
+        account = (f"(SELECT k.account_id FROM {key} k WHERE k.team_id = {video}.team_id AND k.is_active"
+                   f" AND k.failing_since IS NULL LIMIT 1)")
+        # The account's videos queued before this one that may go now, whichever team's key they use.
+        ahead = (f"(SELECT COUNT(*) FROM {video} q WHERE q.deleted_at IS NULL AND q.status = %s"
+                 f" AND (q.next_attempt_at IS NULL OR q.next_attempt_at <= {now})"
+                 f" AND (q.created_at < {video}.created_at"
+                 f" OR (q.created_at = {video}.created_at AND q.id < {video}.id))"
+                 f" AND EXISTS (SELECT 1 FROM {key} qk WHERE qk.team_id = q.team_id AND qk.account_id = {account}"
+                 f" AND qk.is_active AND qk.failing_since IS NULL))")
+        queued = f"CASE WHEN {video}.status = %s THEN"
+        _SQL[connection.vendor] = {
+            "standing_account": (f"{queued} {account} ELSE NULL END", [S.QUEUED], IntegerField()),
+            "standing_slot": (f"{queued} (SELECT a.next_upload_at FROM {account_table} a WHERE a.id = {account})"
+                              " ELSE NULL END", [S.QUEUED], DateTimeField()),
+            "standing_ahead": (f"{queued} {ahead} ELSE 0 END", [S.QUEUED, S.QUEUED, *now_params], IntegerField()),
+            "standing_held": (f"EXISTS (SELECT 1 FROM {hold} h WHERE h.cleared_at IS NULL)", [], BooleanField()),
+        }
+    return _SQL[connection.vendor]
+
+
 def with_standing(videos):
     """`videos` with what describe() needs, computed in their own query (no query per row, and
     the same queries whether any is queued or none): for a queued video its account (the team's
     usable key's), that account's upload slot and the account's videos queued ahead of it; for
     every row whether the operator holds the relays."""
-    usable = ApiKey.objects.filter(team_id=OuterRef("team_id"), is_active=True, failing_since__isnull=True)
-    account = Subquery(usable.order_by(*ApiKey._meta.ordering or ["pk"]).values("account_id")[:1])
-    ahead = (Video.objects.alive()
-             .filter(status=S.QUEUED, team__api_keys__account_id=OuterRef("standing_account"),
-                     team__api_keys__is_active=True, team__api_keys__failing_since__isnull=True)
-             .filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=database_time()))
-             .filter(Q(created_at__lt=OuterRef("created_at"))
-                     | Q(created_at=OuterRef("created_at"), pk__lt=OuterRef("pk")))
-             .order_by().values("pk").distinct())
-    slot = Subquery(MemoriesAccount.objects.filter(pk=OuterRef("standing_account")).values("next_upload_at")[:1])
-    queued = Q(status=S.QUEUED)
-    return (videos
-            .annotate(standing_account=Case(When(queued, then=account), default=None, output_field=IntegerField()))
-            .annotate(standing_slot=Case(When(queued, then=slot), default=None, output_field=DateTimeField()),
-                      standing_ahead=Case(When(queued, then=Count(ahead)), default=Value(0), output_field=IntegerField()),
-                      standing_held=Exists(RelayHold.objects.filter(cleared_at__isnull=True))))
+    return videos.annotate(**{name: RawSQL(sql, params, output_field=field)
+                              for name, (sql, params, field) in _columns(videos.db).items()})
 
 
 def _figures(videos):
     """(per video id: (account, slot, ahead), held) from with_standing()'s columns, or, for
-    videos read without them (a list page: its sorted query stays lean, the figures are worked
-    out for its 25 rows only), from one query of their own."""
+    videos read without them, from one query of their own."""
     if all(hasattr(v, "standing_account") for v in videos):
         return ({v.pk: (v.standing_account, v.standing_slot, v.standing_ahead) for v in videos},
                 any(v.standing_held for v in videos))
-    rows = list(with_standing(Video.objects.filter(pk__in=[v.pk for v in videos])).values_list(
-        "pk", "standing_account", "standing_slot", "standing_ahead", "standing_held"))
+    rows = list(with_standing(Video.objects.filter(pk__in=[v.pk for v in videos]).order_by())
+                .values_list("pk", *COLUMNS))
     return {pk: (account, slot, ahead) for pk, account, slot, ahead, _ in rows}, any(r[4] for r in rows)
 
 
-def queued_line(video, figures, held, now):
-    account_id, slot_at, ahead = figures.get(video.pk, (None, None, 0))
+def queued_line(attempts, next_attempt_at, team_name, figures, held, now):
+    account_id, slot_at, ahead = figures or (None, None, 0)
     if account_id is None:
         return NO_KEY
     if held:
         return HELD
-    if video.next_attempt_at and video.next_attempt_at > now:
-        tries = f"{video.attempts} attempt{'s' if video.attempts != 1 else ''} so far"
-        return f"Trying again {about((video.next_attempt_at - now).total_seconds())} from now ({tries})."
+    if next_attempt_at and next_attempt_at > now:
+        tries = f"{attempts} attempt{'s' if attempts != 1 else ''} so far"
+        return f"Trying again {about((next_attempt_at - now).total_seconds())} from now ({tries})."
     start = max(now, slot_at) if slot_at else now
     eta = (start - now).total_seconds() + ahead * slot_seconds()
     place = "Next" if ahead == 0 else ordinal(ahead + 1)
     when = "to be sent shortly" if eta < 5 else f"to be sent in {about(eta)}"
-    return f"{place} in {video.team.name}'s queue, {when}."
+    return f"{place} in {team_name}'s queue, {when}."
+
+
+def standing(status, attempts, next_attempt_at, team_name, figures, held, now):
+    """{"status", "label", "line", "final"} of one video; `figures`: its (account, slot, ahead)."""
+    if status == S.QUEUED:
+        line = queued_line(attempts, next_attempt_at, team_name, figures, held, now)
+    else:
+        line = MOVING.get(status, "")
+    return {"status": status, "label": LABELS.get(status, status), "line": line, "final": status not in LIVE}
 
 
 def describe(videos):
@@ -98,16 +126,5 @@ def describe(videos):
     # Asked whether or not one is queued: a page costs the same queries whatever it shows.
     figures, held = _figures(videos) if videos else ({}, False)
     now = timezone.now()
-    described = {}
-    for video in videos:
-        if video.status == S.QUEUED:
-            line = queued_line(video, figures, held, now)
-        elif video.status == S.SENDING:
-            line = "Being sent to memories.ai now."
-        elif video.status == S.PROCESSING:
-            line = "memories.ai is processing it."
-        else:
-            line = ""
-        described[video.pk] = {"status": video.status, "label": video.get_status_display(), "line": line,
-                               "final": video.status not in (S.QUEUED, S.SENDING, S.PROCESSING)}
-    return described
+    return {v.pk: standing(v.status, v.attempts, v.next_attempt_at, v.team.name if v.status == S.QUEUED else "",
+                           figures.get(v.pk), held, now) for v in videos}
