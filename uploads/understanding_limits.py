@@ -33,7 +33,7 @@ def slot_or_wait(account_id, call):
         return
     seconds = call_slots.wait_seconds(free_at)
     if call == call_slots.CHAT:
-        raise Wait(f"memories.ai answers {60 / settings.MEMPORTAL_CHAT_INTERVAL_SECONDS:g} questions a minute "
+        raise Wait(f"memories.ai answers {60 / call_slots.interval(call):.0f} questions a minute "
                    f"for your team's account, and that is used up: ask again in {seconds} s.", seconds)
     raise Wait(f"memories.ai allows one search a second for your team's account, and another search is "
                f"running: searching again in {seconds} s.", seconds)
