@@ -7,17 +7,15 @@ posts and the conversation's page shows the answer. Under the strict CSP, axe-cl
 import re
 
 import pytest
-from django.core.files.base import ContentFile
 from playwright.sync_api import expect
 
 from memories_emulator.content import generated
-from uploads import lifecycle, memories
 from uploads.models import Conversation, Question, UnderstandingSlot, Video, VideoTranscript
-from uploads.probe import probe
 
 from .browser import fits_375px, no_serious_violations, sign_in
 from .conftest import PASSWORD, TEST_KEY
 from .test_browser import shot
+from .test_browser_transcript import crane_video
 from .test_thumbnails import long_mp4
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -41,19 +39,7 @@ def crane(emulator, member, team, api_key, tmp_path):
     if not MOVIE:
         MOVIE["content"] = long_mp4(tmp_path / "long.mp4")
     content = MOVIE["content"]
-    (tmp_path / "crane.mp4").write_bytes(content)
-    place = lifecycle.place_for_team(team.pk)
-    with (tmp_path / "crane.mp4").open("rb") as fileobj:
-        sent = memories.upload(TEST_KEY, fileobj, size=len(content), filename=NAME, content_type="video/mp4",
-                               callback_url=None, place=place)
-    emulator.set_status(sent.video_no, "PARSE", send_callback=False)
-    video = Video(owner=member, team=team, original_name=NAME, content_type="video/mp4", size=len(content),
-                  sha256="0" * 64, title="Harbour crane tour", status=Video.Status.READY, video_no=sent.video_no,
-                  api_key=api_key, api_family=place.family, namespace=place.namespace)
-    video.file.save("crane.mp4", ContentFile(content), save=False)
-    video.save()
-    lifecycle.record_media(video.pk, probe(video.file.path))
-    Video.objects.filter(pk=video.pk).update(has_audio=True)
+    video = crane_video(emulator, member, team, api_key, content)
     VideoTranscript.objects.create(video=video, state="fetched", summary=SAID.summary, lines=[
         {"index": n, "start": s.start, "end": s.end, "text": s.text} for n, s in enumerate(SAID.audio)])
     video.refresh_from_db()

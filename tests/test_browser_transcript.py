@@ -2,6 +2,8 @@
 worker, shows on its page; clicking a line's time puts the player at that second; typing in the search
 box keeps the matching lines; under the strict CSP, axe-clean, and fitting 375 px."""
 
+import io
+
 import pytest
 from django.core.files.base import ContentFile
 
@@ -19,22 +21,27 @@ pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 NAME = "Harbour crane tour.mp4"  # the emulator's content from the name: lines at 0, 3, 6 and 9 s
 
 
-def test_click_a_line_to_seek_and_filter_the_lines(strict_page, live_server, member, team, api_key, emulator,
-                                                   settings, tmp_path):
-    settings.MEMPORTAL_UNDERSTANDING = True
-    content = long_mp4(tmp_path / "long.mp4")  # 10 s of H.264 that the player plays
+def crane_video(emulator, owner, team, api_key, content):
+    """A ready "Harbour crane tour" of `content` (10 s of H.264 that the player plays), uploaded to
+    the emulator for real, probed as the worker would, and speaking (the emulator says its lines)."""
     place = lifecycle.place_for_team(team.pk)
-    with (tmp_path / "long.mp4").open("rb") as fileobj:
-        sent = memories.upload(TEST_KEY, fileobj, size=len(content), filename=NAME, content_type="video/mp4",
-                               callback_url=None, place=place)
+    sent = memories.upload(TEST_KEY, io.BytesIO(content), size=len(content), filename=NAME, content_type="video/mp4",
+                           callback_url=None, place=place)
     emulator.set_status(sent.video_no, "PARSE", send_callback=False)
-    video = Video(owner=member, team=team, original_name=NAME, content_type="video/mp4", size=len(content),
+    video = Video(owner=owner, team=team, original_name=NAME, content_type="video/mp4", size=len(content),
                   sha256="0" * 64, title="Harbour crane tour", status=Video.Status.READY, video_no=sent.video_no,
                   api_key=api_key, api_family=place.family, namespace=place.namespace)
     video.file.save("crane.mp4", ContentFile(content), save=False)
     video.save()
     lifecycle.record_media(video.pk, probe(video.file.path))
-    Video.objects.filter(pk=video.pk).update(has_audio=True)  # as if it spoke: the emulator says its lines
+    Video.objects.filter(pk=video.pk).update(has_audio=True)
+    return video
+
+
+def test_click_a_line_to_seek_and_filter_the_lines(strict_page, live_server, member, team, api_key, emulator,
+                                                   settings, tmp_path):
+    settings.MEMPORTAL_UNDERSTANDING = True
+    video = crane_video(emulator, member, team, api_key, long_mp4(tmp_path / "long.mp4"))
     assert transcripts.sweep_transcripts() == 1
     fetch_all()
     assert len(VideoTranscript.objects.get(video=video).lines) == 4
