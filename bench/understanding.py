@@ -3,6 +3,7 @@
     .venv/bin/python bench/understanding.py [--searches 200] [--asks 50] [--sizes 10,100] [--json]
     .venv/bin/python bench/understanding.py --quick            # about a minute: 15 searches, 8 asks
     .venv/bin/python bench/understanding.py --sqlite           # SQLite in a temporary folder, not PostgreSQL
+    .venv/bin/python bench/understanding.py --quick --nginx    # also ask through nginx (CI: a check)
 
 Starts, on loopback: the emulator (`python -m memories_emulator --no-rate-limits --stream-delay
 0.05 --no-callbacks --upload-interval 0`, a process of its own) and gunicorn as the Procfile's
@@ -30,7 +31,12 @@ tests/conftest.py's ready_video makes them), signed in through the login form.
   (frame) and to the end of the answer (`done`, the SUCCESS frame), from connect.
 Portal and emulator calls alternate (which goes first changes every round), a new connection
 each, after --warmup rounds. The CPU each process took meanwhile is printed, to judge the noise.
-The logs (gunicorn.log, emulator.log) stay in var/bench-understanding/.
+--nginx puts deploy/nginx/memportal.conf (rendered for loopback by bench/nginxlib.py) in front of
+the same gunicorn and asks through it too, a third side of each round: the answer must come through
+in pieces, not buffered whole (nginx's proxy_buffering is on; the portal's `X-Accel-Buffering: no`
+turns it off for the stream). The check: through nginx, the median time from the first `content`
+event to the end is at least half of what it is straight from gunicorn; else the run exits 1.
+The logs (gunicorn.log, emulator.log, nginx/logs/) stay in var/bench-understanding/.
 """
 
 import argparse
@@ -42,6 +48,7 @@ import os
 import re
 import secrets
 import shutil
+import statistics
 import sys
 import tempfile
 import time
@@ -181,8 +188,8 @@ def last_calls(port, suffix):
 
 
 class Bench:
-    def __init__(self, args, made, web_port, emu_port):
-        self.args, self.made, self.web, self.emu = args, made, web_port, emu_port
+    def __init__(self, args, made, web_port, emu_port, front_port=None):
+        self.args, self.made, self.web, self.emu, self.front = args, made, web_port, emu_port, front_port
         self.cookies = {u.username: sign_in(web_port, u.username) for u, *_ in made}
         self.last_portal = {}
 
@@ -217,11 +224,11 @@ class Bench:
             return seconds, len(data["data"])
         return seconds, seen
 
-    def portal_ask(self, user, team, video):
+    def portal_ask(self, user, team, video, port=None):
         self.pace(team)
         cookie, csrf = self.cookies[user.username]
         body = urllib.parse.urlencode({"question": QUESTION, "video": str(video.pk)}).encode()
-        seconds, status, answer, seen = timed(self.web, "POST", "/ask/", body, {
+        seconds, status, answer, seen = timed(port or self.web, "POST", "/ask/", body, {
             "Cookie": cookie, "X-CSRFToken": csrf, "Accept": "text/event-stream",
             "Content-Type": "application/x-www-form-urlencoded"}, portal_mark)
         if status != 200 or set(seen) != {"first event", "first content", "end"}:
@@ -245,9 +252,11 @@ class Bench:
 
     def asks(self, body, rounds, record):
         user, raw, team, place, videos = self.made[0]
-        out = {"portal": [], "emulator": []}
+        out = {"portal": [], "emulator": [], "nginx": []}
         for r in range(rounds):
             calls = [("portal", lambda: self.portal_ask(user, team, videos[0]))]
+            if self.front:
+                calls.append(("nginx", lambda: self.portal_ask(user, team, videos[0], self.front)))
             if body is not None:
                 calls.append(("emulator", lambda: self.emulator_call(raw, place.path("chat_stream"), body,
                                                                      emulator_mark)))
@@ -290,6 +299,7 @@ def main():
     parser.add_argument("--stream-delay", type=float, default=0.05, help="the emulator's seconds between frames")
     parser.add_argument("--sqlite", action="store_true", help="SQLite in a temporary folder instead of PostgreSQL")
     parser.add_argument("--quick", action="store_true", help="--searches 15 --asks 8 --warmup 2")
+    parser.add_argument("--nginx", action="store_true", help="also ask through nginx, and check it streams")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     args = parser.parse_args()
     if args.quick:
@@ -304,10 +314,11 @@ def main():
     print(f"{machine}; {busy_before:.2f} cores busy in the 2 s before", file=sys.stderr, flush=True)
     keys = [f"sk-mavi-bench-{secrets.token_hex(12)}-U{n:03d}" for n in sizes]
     sqlite_dir = tempfile.mkdtemp(prefix="memportal-bench-understanding-") if args.sqlite else None
-    emulator = web = None
+    emulator = web = nginx = front = None
     try:
         emulator, emu_port, emu_argv = start_emulator(keys, args.stream_delay)
-        extra = {**PORTAL, "MEMORIES_API_BASE_URL": f"http://127.0.0.1:{emu_port}"}
+        extra = {**PORTAL, "MEMORIES_API_BASE_URL": f"http://127.0.0.1:{emu_port}",
+                 **({"DJANGO_BEHIND_PROXY": "true"} if args.nginx else {})}
         if sqlite_dir:
             extra["DATABASE_URL"] = f"sqlite:///{sqlite_dir}/memportal.sqlite3"
         env = benchlib.bench_env(DB_NAME, VAR, **extra)
@@ -324,7 +335,11 @@ def main():
         web_port = nginxlib.free_port()
         web, web_argv = nginxlib.start_gunicorn(env, web_port, VAR / "gunicorn.log")
         print(f"seeded {sum(sizes)} videos in {seeded:.1f} s; gunicorn: {' '.join(web_argv)}", file=sys.stderr)
-        bench = Bench(args, made, web_port, emu_port)
+        if args.nginx:
+            front = nginxlib.free_port()
+            nginx = nginxlib.start_nginx(nginxlib.render(VAR, port=front, redirect_port=nginxlib.free_port(),
+                                                         upstream_port=web_port), front)
+        bench = Bench(args, made, web_port, emu_port, front)
         bench.searches(None, 1, False)  # the portal's bodies, read back from the emulator
         bench.asks(None, 1, False)
         search_bodies, ask_body = last_calls(emu_port, "/search"), last_calls(emu_port, "/chat_stream")
@@ -338,6 +353,8 @@ def main():
         bench.asks(ask_body, max(1, args.warmup // 2), False)
         asked, ask_load = observed(groups(), lambda: bench.asks(ask_body, args.asks, True), groups)
     finally:
+        if nginx:
+            benchlib.stop(nginx)
         if web:
             benchlib.stop(web)
         if emulator:
@@ -357,6 +374,9 @@ def main():
     for mark, label in (("first event", "ask: first event"), ("first content", "ask: first content"),
                         ("end", "ask: end of answer")):
         rows.append(row(label, "1 video", [s[mark] for s in asked["portal"]], [s[mark] for s in asked["emulator"]]))
+        if args.nginx:
+            rows.append(row(label + " through nginx", "1 video", [s[mark] for s in asked["nginx"]],
+                            [s[mark] for s in asked["emulator"]]))
     phases = {"search": search_load, "ask": ask_load}
     lines = [machine, f"{busy_before:.2f} cores busy in the 2 s before", f"database: {database}",
              f"emulator: python {' '.join(emu_argv)} (its own process; rate limits off)",
@@ -379,9 +399,19 @@ def main():
                      f"CPU s: " + ", ".join(f"{k} {v:.1f}" for k, v in p["cpu"].items() if k != "postgres" or v)
                      + f", other processes {p['others']:.1f} (machine busy {p['machine']:.1f} of "
                      f"{os.cpu_count() * p['seconds']:.0f})")
+    streamed = None
+    if args.nginx:  # the time the answer's pieces take to come, straight from gunicorn and through nginx
+        spread_ = {side: statistics.median(s["end"] - s["first content"] for s in asked[side])
+                   for side in ("portal", "nginx")}
+        streamed = spread_["nginx"] >= spread_["portal"] / 2
+        lines.append(f"check: the answer streams through nginx (first content to end: {spread_['nginx'] * 1000:.0f} ms"
+                     f" through nginx, {spread_['portal'] * 1000:.0f} ms straight from gunicorn; buffered whole "
+                     f"it would be about 0): {'PASS' if streamed else 'FAIL'}")
     benchlib.report({"machine": machine, "database": database, "busy_cores_before": busy_before, "rows": rows,
                      "phases": phases, "portal_env": PORTAL, "emulator": emu_argv, "gunicorn": web_argv,
-                     "sizes": sizes, "searches": args.searches, "asks": args.asks}, lines, args.json)
+                     "sizes": sizes, "searches": args.searches, "asks": args.asks,
+                     "streams_through_nginx": streamed}, lines, args.json)
+    return 1 if streamed is False else 0
 
 
 if __name__ == "__main__":

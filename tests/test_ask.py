@@ -262,3 +262,32 @@ def test_ask_about_videos_chosen_on_the_list(client, emulator, member, kitchen):
     refused = client.post(reverse("ask-about"), {"video": []})
     assert refused.status_code == 302
     assert "Choose at least one video" in client.get(refused["Location"]).text
+
+
+def test_what_was_heard_and_seen_at_one_second_is_one_moment(client, emulator, member, team, api_key):
+    crane = ready_video(emulator, member, team, api_key, name="Harbour crane tour.mp4")
+    client.force_login(member)  # it says "Welcome to Harbour crane tour." from 0 s and shows its title card 0–4 s
+    events = events_of(ask(client, "crane tour", video=crane.pk))
+
+    moments = [m for e in events if e["type"] == "moments" for m in e["moments"]]
+    assert [m["clock"] for m in moments] == ["0:00", "0:06"]  # not 0:00 twice
+    assert moments[0]["text"] == "Welcome to Harbour crane tour. · A title card reads Harbour crane tour."
+    kept = Question.objects.get().moments
+    assert len(kept) == 2 and kept[0]["end"] == 4.0  # the later end of the two
+
+
+def test_a_first_question_memories_ai_refused_keeps_its_conversation_to_ask_again_in(
+        client, emulator, member, kitchen):
+    emulator.inject("chat_stream", "code", code="0402")
+    client.force_login(member)
+    refused = ask(client, "fryer", video=kitchen.pk).json()
+    conversation = Conversation.objects.get()
+    assert refused["conversation"] == str(conversation.pk)
+    assert refused["url"] == reverse("conversation", args=[conversation.pk])
+
+    next_second()
+    emulator.understanding.rate_limits.clear()
+    events = events_of(ask(client, "fryer", conversation=refused["conversation"]))  # what the page sends again
+    assert events[-1]["type"] == "done"
+    assert Conversation.objects.count() == 1  # not one per try
+    assert [q.state for q in conversation.questions.order_by("asked_at")] == ["refused", "answered"]

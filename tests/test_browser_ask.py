@@ -197,6 +197,7 @@ def test_a_transcript_line_seeks_the_player(strict_page, live_server, member, cr
 
 def test_a_refusal_is_said_in_words_and_keeps_the_question(strict_page, live_server, member, crane, emulator):
     page = strict_page
+    page.clock.install()  # time flows as usual; fast_forward skips the wait for the chat slot
     signed_in(page, live_server.url, member)
     page.goto(f"{live_server.url}/videos/{crane.pk}/")
     ask(page, "Where is the crane?")
@@ -206,23 +207,59 @@ def test_a_refusal_is_said_in_words_and_keeps_the_question(strict_page, live_ser
     ask(page, "And the thanks?")  # at once: the account's chat slot (2 a minute) is taken
     second = page.locator(".ask-turns .ask-turn").nth(1)
     error = second.locator("[data-error]")
+    button = page.locator(".ask-form button[type=submit]")
     expect(error).to_be_visible()
     expect(error).to_contain_text(re.compile(r"memories\.ai answers 2 questions a minute for your team's account, "
                                              r"and that is used up: ask again in \d+ s\."))
-    expect(second.locator("[data-status]")).to_have_text("")
+    expect(second.locator("[data-status]")).to_have_text(re.compile(r"You can ask again in (2\d|30) s\."))
     expect(page.locator("#ask-question")).to_have_value("And the thanks?")  # nothing lost: ask it again
-    expect(page.locator(".ask-form button[type=submit]")).to_be_enabled()
+    expect(button).to_be_disabled()  # until the wait is over, counted down
+    page.clock.fast_forward("00:31")
+    expect(second.locator("[data-status]")).to_have_text("You can ask again now.")
+    expect(button).to_be_enabled()
 
     free_slots(emulator)
     emulator.inject("chat_stream", "code", code="0402")  # memories.ai: out of credits
-    page.click(".ask-form button[type=submit]")
+    button.click()
     third = page.locator(".ask-turns .ask-turn").nth(2)
     expect(third.locator("[data-error]")).to_contain_text("a team admin can add credits at memories.ai")
     assert TEST_KEY not in third.inner_text()
     expect(page.locator("#ask-question")).to_have_value("And the thanks?")
+    expect(button).to_be_enabled()  # no wait was given: the key is for a team admin to fix
     assert [q.state for q in Question.objects.order_by("asked_at")] == ["answered", "refused"]
     no_serious_violations(page)
     fits_375px(page)
+
+
+def test_a_first_question_memories_ai_refused_is_asked_again_in_its_conversation(
+        strict_page, live_server, member, crane, emulator):
+    page = strict_page
+    signed_in(page, live_server.url, member)
+    page.goto(f"{live_server.url}/videos/{crane.pk}/")
+    emulator.inject("chat_stream", "code", code="0402")
+    ask(page, "Where is the crane?")
+    first = page.locator(".ask-turns .ask-turn").nth(0)
+    expect(first.locator("[data-error]")).to_contain_text("a team admin can add credits at memories.ai")
+    expect(first.locator("[data-open] a")).to_be_visible()  # the conversation keeps the refused question
+
+    free_slots(emulator)
+    page.click(".ask-form button[type=submit]")  # the question is still in the box
+    second = page.locator(".ask-turns .ask-turn").nth(1)
+    expect(second.locator("[data-status]")).to_have_text("Answered.")
+    conversation = Conversation.objects.get()  # one conversation, not one per try
+    assert [q.state for q in conversation.questions.order_by("asked_at")] == ["refused", "answered"]
+    page.goto(f"{live_server.url}/conversations/{conversation.pk}/")
+    turns = page.locator(".ask-turn")
+    expect(turns.nth(0)).to_contain_text("Not answered:")
+    expect(turns.nth(1)).to_contain_text("Where is the crane?")
+
+    free_slots(emulator)
+    ask(page, "And what about the thanks?")  # a follow-up streams in below the turns before it
+    expect(page.locator(".ask-turn").nth(2).locator("[data-status]")).to_have_text("Answered.")
+    assert page.evaluate("""() => {
+        const turns = [...document.querySelectorAll('.ask-turn')], form = document.querySelector('.ask-form');
+        return turns.every(t => t.compareDocumentPosition(form) & Node.DOCUMENT_POSITION_FOLLOWING);
+    }""")  # the question box is below every turn: the conversation reads top to bottom
 
 
 def test_without_javascript_the_answer_is_on_the_conversations_page(browser_page, live_server, member, crane):

@@ -105,7 +105,8 @@ def test_the_older_familys_shared_namespace_is_searched_by_video_no_and_filtered
     assert f"/videos/{foreign.pk}/" not in page
 
 
-def test_more_than_100_videos_are_searched_in_batches_a_second_apart(client, emulator, member, team, api_key):
+def test_more_than_100_videos_are_searched_in_batches_a_second_apart(client, settings, emulator, member, team,
+                                                                     api_key):
     videos = [ready_video(emulator, member, team, api_key, name=f"Safety walk {n:03d}.mp4") for n in range(101)]
     client.force_login(member)
 
@@ -117,6 +118,9 @@ def test_more_than_100_videos_are_searched_in_batches_a_second_apart(client, emu
 
     busy = client.get(next_url)  # at once: the account's search slot is still taken
     assert "allows one search a second" in busy.text and len(search_calls(emulator)) == 1
+    settings.MEMPORTAL_SEARCH_INTERVAL_SECONDS = 3  # an account with a stricter limit: the page says that one
+    assert "allows one search every 3 seconds" in client.get(next_url).text
+    settings.MEMPORTAL_SEARCH_INTERVAL_SECONDS = 1
     UnderstandingSlot.objects.update(search_at=None)  # a second later (the stored time moves, not the clock)
     emulator.understanding.rate_limits.clear()
     second = client.get(next_url)

@@ -212,3 +212,31 @@ def test_switched_off_nothing_shows_and_nothing_runs(client, emulator, member, t
     run_worker("default")
     assert not understanding_calls(emulator)
     assert VideoTranscript.objects.get(video=video).state == "fetching"
+
+
+def test_a_fetch_that_stopped_moving_is_started_again_by_the_sweep_once(emulator, member, team, api_key):
+    video = ready_video(emulator, member, team, api_key)
+    transcripts.sweep_transcripts()
+    lost = DBTaskResult.objects.filter(status="READY")
+    assert lost.count() == 1
+    lost.delete()  # the worker's task is gone (a crash between two steps): nothing would ever move it
+    assert transcripts.sweep_transcripts() == 0  # not yet: it may only be slow
+    VideoTranscript.objects.update(requested_at=timezone.now() - transcripts.DEAD_AFTER - timedelta(seconds=1))
+
+    assert transcripts.sweep_transcripts() == 1
+    assert transcripts.sweep_transcripts() == 0  # started again once, not once per round
+    fetch_all()
+    row = VideoTranscript.objects.get(video=video)
+    assert row.state == "fetched" and [line["text"] for line in row.lines] == KITCHEN
+    assert len(understanding_calls(emulator)) == 3
+
+
+def test_a_slow_fetch_started_again_leaves_one_chain_of_calls(emulator, member, team, api_key):
+    video = ready_video(emulator, member, team, api_key)
+    transcripts.sweep_transcripts()  # its first task waits in a long queue
+    VideoTranscript.objects.update(requested_at=timezone.now() - transcripts.DEAD_AFTER - timedelta(seconds=1))
+    assert transcripts.sweep_transcripts() == 1  # taken for dead: a new fetch, a new token
+    fetch_all()  # the old task runs too, late: its token is gone, it calls nothing
+    assert VideoTranscript.objects.get(video=video).state == "fetched"
+    assert len(understanding_calls(emulator)) == 3
+    assert not DBTaskResult.objects.filter(status="READY").exists()

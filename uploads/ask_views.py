@@ -87,6 +87,7 @@ def _server_sent(answer):
 def _refused(request, streamed, message, status, retry_after=None, conversation=None):
     if streamed:
         response = JsonResponse({"message": message, "retry_after": retry_after,
+                                 "conversation": str(conversation.pk) if conversation else None,
                                  "url": reverse("conversation", args=[conversation.pk]) if conversation else None},
                                 status=status)
         if retry_after:

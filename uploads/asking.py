@@ -119,8 +119,7 @@ def events(question, stream, videos):
             elif isinstance(frame, answers.Thinking) and frame.title:
                 yield {"type": "thinking", "title": frame.title}
             elif isinstance(frame, answers.Refs):
-                cited = [m for m in moments_of(frame.refs) if m["video_no"] in by_no][:MOST_MOMENTS - len(moments)]
-                moments.extend(cited)
+                cited = merge(moments, [m for m in moments_of(frame.refs) if m["video_no"] in by_no])
                 if cited:
                     yield {"type": "moments", "moments": rendered(cited, by_no)}
             elif isinstance(frame, answers.Error):
@@ -143,6 +142,31 @@ def moments_of(refs):
     """The cited moments of an answer's Refs, as kept: [{video_no, start, end, kind, text}]."""
     return [{"video_no": item.video_no or ref.video_no, "start": item.start, "end": item.end, "kind": item.kind,
              "text": item.text} for ref in refs for item in ref.items]
+
+
+def merge(kept, cited):
+    """Add `cited` to `kept` (up to MOST_MOMENTS), one moment per video and second it starts at
+    (the link a user follows): what was heard and what was seen from then (memories.ai cites both,
+    as two items) become one moment whose text is both and whose end is the later. Returns the
+    moments that are new."""
+    def second(m):
+        return m["video_no"], answers.number(m["start"])
+
+    at = {second(m): m for m in kept}
+    new = []
+    for moment in cited:
+        same = at.get(second(moment))
+        if same is None:
+            if len(kept) < MOST_MOMENTS:
+                at[second(moment)] = moment
+                kept.append(moment)
+                new.append(moment)
+            continue
+        if moment["text"] and moment["text"] not in (same["text"] or ""):
+            same["text"] = f"{same['text']} · {moment['text']}" if same["text"] else moment["text"]
+        ends = [e for e in (answers.number(same["end"]), answers.number(moment["end"])) if e is not None]
+        same["end"] = max(ends) if ends else same["end"]
+    return new
 
 
 def rendered(moments, videos_by_no):

@@ -19,6 +19,8 @@ anyway does nothing, and the page shows nothing (`for_page`).
   path words them, and not retried (Refresh tries again).
 - Every write is fenced by the row's token: a Refresh gives a new one, so a late task of an
   earlier fetch changes nothing.
+- Each task that runs marks its fetch as moving (requested_at); a fetch that stopped moving for
+  DEAD_AFTER (its task lost) is started again by the sweep, with a new token.
 """
 
 import logging
@@ -46,7 +48,11 @@ NOT_READY_TRIES = 5  # data: null (still parsing): tried again this many times, 
 NOT_READY_FIRST_SECONDS = 5
 BUSY_TRIES = 8  # 0429, or a connection that broke: tried again this many times
 SWEEP_AT_MOST = 200  # videos started per sweep; the rest wait for the next round
-REFRESH_AGAIN_AFTER = timedelta(minutes=2)  # a fetch older than this that is still "being fetched" may be restarted
+REFRESH_AGAIN_AFTER = timedelta(minutes=2)  # a fetch idle this long that is still "being fetched" may be restarted
+# A fetch none of whose tasks ran for this long died (its task lost with a worker's database, a
+# crash between two steps): the sweep starts it again. A live fetch runs a task at least every
+# couple of minutes (a slot wait is at most ~70 s, a "not made yet" wait 80 s), workers permitting.
+DEAD_AFTER = timedelta(minutes=30)
 
 
 def enabled():
@@ -102,7 +108,26 @@ def sweep_transcripts():
         if created:
             _enqueue(str(pk), token, STEPS[0], 0)
             started += 1
-    return started
+    return started + restart_dead()
+
+
+def restart_dead():
+    """Start again every fetch that stopped moving (DEAD_AFTER) of a video still ready; returns how many."""
+    restarted = 0
+    dead = (VideoTranscript.objects.filter(state=T.FETCHING, requested_at__lt=timezone.now() - DEAD_AFTER,
+                                           video__in=Video.objects.alive().filter(status=Video.Status.READY)
+                                           .exclude(video_no=""))
+            .values_list("pk", "video_id", "token"))
+    for pk, video_id, old in dead[:SWEEP_AT_MOST]:
+        token = VideoTranscript.new_token()
+        # Fenced by the old token: of two sweeps at once, one restarts it; a task of the old
+        # fetch that wakes up late finds its token gone and changes nothing.
+        if VideoTranscript.objects.filter(pk=pk, token=old, state=T.FETCHING).update(
+                token=token, requested_at=timezone.now(), last_error=""):
+            logger.warning("the transcript fetch of video %s stopped moving: started again", video_id)
+            _enqueue(str(video_id), token, STEPS[0], 0)
+            restarted += 1
+    return restarted
 
 
 def refresh(video):
@@ -136,8 +161,8 @@ def fetch_transcript(video_id: str, token: str, step: str, tries: int = 0):
         return "switched off"
     current = VideoTranscript.objects.filter(video_id=video_id, token=token, state=T.FETCHING)
     video = Video.objects.alive().select_related("team").filter(pk=video_id, status=Video.Status.READY).first()
-    if video is None or not current.exists() or step not in STEPS:
-        return "stale"
+    if video is None or step not in STEPS or not current.update(requested_at=timezone.now()):
+        return "stale"  # (a task that runs marks its fetch as moving: restart_dead leaves it be)
     if step == "audio" and video.has_audio is False:
         current.update(lines=[])  # no audio track: nothing was said, nothing to ask
         return _next(video, token, step)

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from django.conf import settings
+from django.db import connection
 from django.utils import timezone
 
 from . import call_slots, memories, understanding
@@ -15,6 +16,7 @@ from .models import Question
 
 STREAM_STALE = timedelta(minutes=10)  # an answer "being answered" this long ago died with its process
 DAY = timedelta(hours=1) * 24
+STREAMS_LOCK = 0x6D656D706F7274  # "memport": the advisory lock of the count of streams (PostgreSQL)
 BUSY = "memories.ai is busy for your team's account right now: try again in a few seconds."
 
 
@@ -35,8 +37,15 @@ def slot_or_wait(account_id, call):
     if call == call_slots.CHAT:
         raise Wait(f"memories.ai answers {60 / call_slots.interval(call):.0f} questions a minute "
                    f"for your team's account, and that is used up: ask again in {seconds} s.", seconds)
-    raise Wait(f"memories.ai allows one search a second for your team's account, and another search is "
-               f"running: searching again in {seconds} s.", seconds)
+    raise Wait(f"memories.ai allows {every(settings.MEMPORTAL_SEARCH_INTERVAL_SECONDS)} for your team's "
+               f"account, and another search is running: searching again in {seconds} s.", seconds)
+
+
+def every(seconds):
+    """The search interval in words: "one search a second", "one search every 3 seconds"."""
+    if seconds == 1:
+        return "one search a second"
+    return f"one search every {seconds:g} seconds"
 
 
 def budget_or_wait(team):
@@ -61,7 +70,14 @@ def answering_now():
 
 
 def stream_or_wait():
-    """Raise Wait when MEMPORTAL_ASK_STREAMS_MAX answers are streaming now."""
+    """Raise Wait when MEMPORTAL_ASK_STREAMS_MAX answers are streaming now. Inside the caller's
+    transaction, one question at a time across the portal is counted: on PostgreSQL under a
+    transaction-level advisory lock (two teams' questions, each under its own team's row lock,
+    would otherwise both see one place left and take it); SQLite's IMMEDIATE transactions already
+    take one writer at a time."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [STREAMS_LOCK])
     if answering_now().count() >= settings.MEMPORTAL_ASK_STREAMS_MAX:
         raise Wait(f"The portal is answering as many questions at once as it takes "
                    f"({settings.MEMPORTAL_ASK_STREAMS_MAX}): ask again in a minute.", 30)

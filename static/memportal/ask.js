@@ -3,7 +3,8 @@
 // as they arrive (EventSource cannot POST). Each event is one `data: {json}` block of the portal's
 // own (uploads/asking.py events): started, thinking, content (a piece of text, appended as text,
 // never as HTML), moments (cited moments, as links), done, error. A refusal before any answer is
-// a JSON body with a message in words. A cited moment of the video whose player is on the page
+// a JSON body with a message in words, the seconds to wait (the Ask button comes back after them,
+// counted down) and, when memories.ai refused it, the conversation that keeps it. A cited moment of the video whose player is on the page
 // seeks it instead of leaving the page. Without JavaScript the form posts and the conversation's
 // page shows the whole answer.
 (function () {
@@ -163,16 +164,37 @@
     return next();
   }
 
-  function refused(turn, response) {
+  function refused(form, turn, response) {  // resolves to the seconds to wait before asking again (0: none)
     return response.json().then(function (body) {
       turn.status.textContent = "";
       turn.error.textContent = body.message || "The question could not be asked.";
       turn.error.hidden = false;
+      if (body.conversation) {  // memories.ai refused it, and the conversation keeps it: ask again in it
+        keepConversation(form, body, turn);
+      }
+      var seconds = parseInt(body.retry_after, 10);
+      return isNaN(seconds) || seconds < 1 || seconds > 600 ? 0 : seconds;
     }, function () {
       turn.status.textContent = "";
       turn.error.textContent = "The question could not be asked (the portal answered " + response.status + ").";
       turn.error.hidden = false;
+      return 0;
     });
+  }
+
+  function countDown(turn, button, seconds) {  // the Ask button comes back when the wait is over
+    var until = Date.now() + seconds * 1000;  // from the clock: a hidden tab's timers run late
+    function tick() {
+      var left = Math.ceil((until - Date.now()) / 1000);
+      if (left <= 0) {
+        turn.status.textContent = "You can ask again now.";
+        button.disabled = false;
+        return;
+      }
+      turn.status.textContent = "You can ask again in " + left + " s.";
+      window.setTimeout(tick, 1000);
+    }
+    tick();
   }
 
   document.addEventListener("submit", function (event) {
@@ -194,12 +216,15 @@
     }).then(function (response) {
       var type = response.headers.get("Content-Type") || "";
       if (response.ok && type.indexOf("text/event-stream") === 0 && response.body) { return read(form, turn, response); }
-      return refused(turn, response).then(function () { box.value = question; });  // nothing lost: ask it again
+      return refused(form, turn, response).then(function (wait) {
+        box.value = question;  // nothing lost: ask it again
+        return wait;
+      });
     }).catch(function () {
       handle(form, turn, { type: "error", message: "the portal could not be reached" });
       box.value = box.value || question;
-    }).then(function () {
-      button.disabled = false;
+    }).then(function (wait) {
+      if (wait) { countDown(turn, button, wait); } else { button.disabled = false; }
       box.focus();
     });
   });

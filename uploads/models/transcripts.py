@@ -29,7 +29,7 @@ class VideoTranscript(models.Model):
     chapters = models.JSONField(default=list, blank=True)
     topics = models.JSONField(default=list, blank=True)
     summary = models.TextField(blank=True)
-    requested_at = models.DateTimeField(default=timezone.now)
+    requested_at = models.DateTimeField(default=timezone.now)  # the fetch's start, then its last task's run
     fetched_at = models.DateTimeField(null=True, blank=True)
     last_error = models.CharField(max_length=400, blank=True)
 
