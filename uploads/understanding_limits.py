@@ -43,6 +43,8 @@ def slot_or_wait(account_id, call):
 
 def every(seconds):
     """The search interval in words: "one search a second", "one search every 3 seconds"."""
+    if seconds <= 0:
+        return "one search at a time"
     if seconds == 1:
         return "one search a second"
     return f"one search every {seconds:g} seconds"

@@ -4,9 +4,9 @@
 // own (uploads/asking.py events): started, thinking, content (a piece of text, appended as text,
 // never as HTML), moments (cited moments, as links), done, error. A refusal before any answer is
 // a JSON body with a message in words, the seconds to wait (the Ask button comes back after them,
-// counted down) and, when memories.ai refused it, the conversation that keeps it. A cited moment of the video whose player is on the page
-// seeks it instead of leaving the page. Without JavaScript the form posts and the conversation's
-// page shows the whole answer.
+// counted down) and, when memories.ai refused it, the conversation that keeps it. A cited moment
+// of the video whose player is on the page seeks it instead of leaving the page. Without
+// JavaScript the form posts and the conversation's page shows the whole answer.
 (function () {
   "use strict";
 
