@@ -34,6 +34,9 @@ streamed chat also takes two faults of its own, acted out by ``sse`` as the answ
   ``{"code": code, "msg": msg}`` instead of the rest (memories.ai: "any other final data is an
   error").
 - ``stream_cut`` (``after`` = 1): after that many frames the connection is closed, no end frame.
+- ``stream_pieces`` (``pieces``: a list of strings): the answer's text is sent as these content
+  frames instead of its own (one per piece; a piece may be half of a character, a lone UTF-16
+  surrogate, sent escaped as JSON writes it, as a model's tokens can split an emoji).
 
 ``event`` and ``release`` are ``threading.Event`` objects (one pair serves all of a
 fault's `times`), so ``hold_answer``, and ``stall_after`` with them, can only be injected
@@ -80,7 +83,7 @@ REQUEST_FAULTS: dict[str, tuple[str, ...]] = {
 # Params that must be threading.Event objects when given (None: not given).
 EVENT_PARAMS = ("event", "release")
 CALLBACK_FAULTS: dict[str, tuple[str, ...]] = {"never": (), "other_video": (), "twice": ()}
-STREAM_FAULTS: dict[str, tuple[str, ...]] = {"stream_error": ("code",), "stream_cut": ()}
+STREAM_FAULTS: dict[str, tuple[str, ...]] = {"stream_error": ("code",), "stream_cut": (), "stream_pieces": ("pieces",)}
 FAULTS_BY_ENDPOINT = {
     "upload": REQUEST_FAULTS,
     "list": REQUEST_FAULTS,

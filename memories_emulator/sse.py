@@ -40,12 +40,22 @@ class Stream:
             return dataclasses.replace(self, frames=(*self.frames[:after], final))
         if kind == "stream_cut":
             return dataclasses.replace(self, frames=self.frames[:after], cut=True)
+        if kind == "stream_pieces":
+            contents = [f for f in self.frames if f.get("type") == "content"]
+            first = self.frames.index(contents[0]) if contents else len(self.frames) - 1
+            others = [f for f in self.frames if f not in contents]
+            own = [{**(contents[0] if contents else {"type": "content", "role": "assistant"}), "content": piece}
+                   for piece in params["pieces"]]
+            return dataclasses.replace(self, frames=(*others[:first], *own, *others[first:]))
         raise ValueError(f"not a stream fault: {kind!r}")
 
 
 def encode(frame: dict[str, Any]) -> bytes:
     """One server-sent event: a `data:` line holding the frame's JSON, and the blank line ending it."""
-    return b"data: " + json.dumps(frame, ensure_ascii=False).encode("utf-8") + b"\n\n"
+    try:
+        return b"data: " + json.dumps(frame, ensure_ascii=False).encode("utf-8") + b"\n\n"
+    except UnicodeEncodeError:  # half of a character: only JSON's \u escape can carry it
+        return b"data: " + json.dumps(frame).encode("ascii") + b"\n\n"
 
 
 def write(stream: Stream, send: Callable[[bytes], bool], wait: Callable[[float], str | None],

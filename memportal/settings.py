@@ -295,6 +295,8 @@ MEMPORTAL_CHAT_INTERVAL_SECONDS = envfloat("MEMPORTAL_CHAT_INTERVAL_SECONDS", 30
 MEMPORTAL_CHAT_QUESTIONS_PER_DAY = envint("MEMPORTAL_CHAT_QUESTIONS_PER_DAY", 50)  # per team, any 24 hours
 MEMPORTAL_ASK_STREAMS_MAX = envint("MEMPORTAL_ASK_STREAMS_MAX", 4)  # answers streaming at once: each holds a web thread
 MEMPORTAL_ASK_VIDEOS_MAX = envint("MEMPORTAL_ASK_VIDEOS_MAX", 20)  # videos one question may be about
+# The longest an answer may stream (it holds a web thread): past it, it is cut off and says so.
+MEMPORTAL_ASK_ANSWER_SECONDS = envint("MEMPORTAL_ASK_ANSWER_SECONDS", 300)
 # With the v1 family each team's videos live in the namespace (unique_id) PREFIX + the team's id.
 MEMORIES_NAMESPACE_PREFIX = envstr("MEMORIES_NAMESPACE_PREFIX", "memportal-team-")
 MEMORIES_CONNECT_TIMEOUT = envint("MEMORIES_CONNECT_TIMEOUT", 10)

@@ -176,6 +176,8 @@ def test_the_teams_chat_budget_is_kept_and_said(client, settings, emulator, memb
 
     assert over.status_code == 429
     assert "Team One has used its chat budget of 1 question in 24 hours" in over.json()["message"]
+    frees = timezone.localtime(Question.objects.filter(state="answered").get().asked_at + timezone.timedelta(days=1))
+    assert f"can be asked on {frees:%a} {frees.day} {frees:%b} at {frees:%H:%M}" in over.json()["message"]  # the day
     assert len(chat_calls(emulator)) == 2
     Question.objects.update(asked_at=timezone.now() - timezone.timedelta(hours=25))
     assert ask(client, "a day later", video=kitchen.pk).status_code == 200
@@ -262,6 +264,23 @@ def test_ask_about_videos_chosen_on_the_list(client, emulator, member, kitchen):
     refused = client.post(reverse("ask-about"), {"video": []})
     assert refused.status_code == 302
     assert "Choose at least one video" in client.get(refused["Location"]).text
+
+    # Without JavaScript a refused question comes back to this page (its link), in its box.
+    again = f"/ask/about/?video={kitchen.pk}"
+    assert f'name="next" value="{again}"' in page
+    events_of(ask(client, "fryer", video=kitchen.pk))  # the account's chat slot is taken now
+    waited = client.post(reverse("ask"), {"question": "And the exit?", "video": kitchen.pk, "next": again})
+    assert waited.status_code == 302 and waited["Location"] == again
+    back = client.get(again).text
+    assert "ask again in" in back and ">And the exit?</textarea>" in back
+    assert "></textarea>" in client.get(again).text  # once: the next visit starts empty
+
+
+def test_a_question_typed_to_the_boxs_length_is_taken(client, emulator, member, kitchen):
+    client.force_login(member)
+    typed = "\r\n".join(["x" * 199] * 10) + "x"  # 2000 characters in the box; CRLF between lines as sent
+    assert ask(client, typed, video=kitchen.pk).status_code == 200
+    assert ask(client, typed + "x", video=kitchen.pk).status_code == 400
 
 
 def test_what_was_heard_and_seen_at_one_second_is_one_moment(client, emulator, member, team, api_key):

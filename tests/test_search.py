@@ -12,6 +12,7 @@ import pytest
 import requests
 from django.test import Client
 from django.urls import reverse
+from django.utils import timezone
 
 from uploads.models import UnderstandingSlot, Video, VideoTranscript
 
@@ -72,13 +73,38 @@ def test_a_team_admin_searches_the_teams_namespace(client, emulator, member, tea
     assert "video_nos" not in call["json"] and call["json"]["unique_id"] == members.namespace
 
 
+def test_the_team_namespace_answers_only_what_the_admin_may_see_now(client, emulator, member, team_admin, team,
+                                                                     api_key):
+    """memories.ai's namespace still holds a video the portal deleted (its delete there comes later,
+    or failed): the admin's namespace-wide search gets it back, and the page drops it."""
+    kept = ready_video(emulator, member, team, api_key)
+    deleted = ready_video(emulator, member, team, api_key, name="sample-h264-aac.mov")
+    Video.objects.filter(pk=deleted.pk).update(deleted_at=timezone.now())
+    client.force_login(team_admin)
+
+    page = text_of(search(client, scope="team"))
+
+    call = search_calls(emulator)[-1]
+    assert "video_nos" not in call["json"]
+    UnderstandingSlot.objects.update(search_at=None)
+    emulator.understanding.rate_limits.clear()
+    answered = requests.post(emulator.base_url + call["path"], headers={"Authorization": TEST_KEY},
+                             json=call["json"], timeout=5).json()
+    assert deleted.video_no in str(answered)  # what memories.ai answered the portal
+    assert kept.display_name in page
+    assert deleted.display_name not in page and f"/videos/{deleted.pk}/" not in page
+
+
 def test_another_teams_videos_never_appear(client, emulator, member, outsider, team, other_team, api_key,
                                            other_api_key):
     ready_video(emulator, member, team, api_key)
     foreign = ready_video(emulator, outsider, other_team, other_api_key, name="sample-h264-aac.mov", raw_key=OTHER_KEY)
     client.force_login(member)
     assert foreign.display_name not in text_of(search(client))
-    assert foreign.display_name not in text_of(search(client, team=other_team.pk))  # not a team of theirs: refused
+    refused = search(client, team=other_team.pk)  # not a team of theirs: refused, nothing searched
+    calls = len(search_calls(emulator))
+    assert refused.context["form"].errors["team"] and foreign.display_name not in text_of(refused)
+    assert len(search_calls(emulator)) == calls
     client.force_login(outsider)
     assert foreign.display_name in text_of(search(client))
 
@@ -169,3 +195,13 @@ def test_switched_off_there_is_no_search(client, settings, member):
     client.force_login(member)
     assert client.get(reverse("search"), {"q": "x"}).status_code == 404
     assert 'href="/search/"' not in client.get(reverse("video-list")).text
+
+
+def test_what_cannot_be_searched_is_said(client, emulator, member, team, other_team, api_key):
+    client.force_login(member)
+    assert "You have no videos in Team One yet" in text_of(search(client))
+    ready_video(emulator, member, team, api_key)
+    assert "A search can be at most 200 characters long." in text_of(search(client, q="x" * 201))
+    assert "That is not a team of yours" in text_of(search(client, team=other_team.pk))
+    assert "This search has 1 part: there is no part 1000." in text_of(search(client, batch=999))
+    assert search_calls(emulator) == []  # none of them asked memories.ai

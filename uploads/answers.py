@@ -15,6 +15,7 @@ streaming response that relays it being closed) closes the connection to memorie
 import http.client
 import json
 import math
+import time
 from dataclasses import dataclass
 from typing import Any, Iterator
 
@@ -106,8 +107,10 @@ class ChatStream:
     """The frames of one answer, read as they arrive. Iterate it; close it (or use `with`) to stop
     early, which closes the connection. `session_id`: the last one a frame carried."""
 
-    def __init__(self, response=None, frames: list[Frame] | None = None):
+    def __init__(self, response=None, frames: list[Frame] | None = None, most_seconds: float | None = None):
         self._response = response
+        self._deadline = None if most_seconds is None else time.monotonic() + most_seconds
+        self._most = most_seconds
         self.session_id = ""
         self._frames = self._read() if response is not None else iter(frames or [Done()])
 
@@ -134,7 +137,7 @@ class ChatStream:
 
     def _read(self) -> Iterator[Frame]:
         try:
-            for payload in payloads(self._response.raw):
+            for payload in payloads(self._response.raw, self._deadline):
                 frame = parse_frame(payload)
                 if isinstance(frame, Error):  # memories.ai's own words, without the key should it echo it
                     frame = Error(frame.code, without_key(frame.message, self._response)[:300])
@@ -143,6 +146,8 @@ class ChatStream:
                 if isinstance(frame, (Done, Error)):
                     return
             yield Error("", "memories.ai ended the answer before it was done")
+        except TooLong:  # keep-alive comments would hold the web thread for ever: the answer has a deadline
+            yield Error("", f"the answer took longer than {self._most:g} s and was cut off")
         except (TimeoutError, urllib3.exceptions.TimeoutError):
             yield Error("", "memories.ai stopped sending the answer (timed out)")
         except (OSError, ValueError, urllib3.exceptions.HTTPError, http.client.HTTPException):
@@ -153,10 +158,17 @@ class ChatStream:
 
 # -- server-sent events ----------------------------------------------------------------------
 
-def lines(raw) -> Iterator[str]:
-    """The stream's lines as they arrive: read1 returns what has come (chunked or not), up to READ_MAX."""
+class TooLong(Exception):
+    """The stream went on past its deadline."""
+
+
+def lines(raw, deadline: float | None = None) -> Iterator[str]:
+    """The stream's lines as they arrive: read1 returns what has come (chunked or not), up to READ_MAX.
+    Past `deadline` (time.monotonic()), TooLong, whatever is still coming."""
     pending = b""
     while chunk := raw.read1(READ_MAX, decode_content=True):
+        if deadline is not None and time.monotonic() > deadline:
+            raise TooLong
         pending += chunk
         *complete, pending = pending.split(b"\n")
         for line in complete:
@@ -165,11 +177,11 @@ def lines(raw) -> Iterator[str]:
         yield pending.rstrip(b"\r").decode("utf-8", "replace")
 
 
-def payloads(raw) -> Iterator[Any]:
+def payloads(raw, deadline: float | None = None) -> Iterator[Any]:
     """Each event's data, parsed as JSON where it is JSON (else the text). A `data:` line that is
     whole JSON (or an end word) by itself is an event even without the blank line that should end it."""
     data: list[str] = []
-    for line in lines(raw):
+    for line in lines(raw, deadline):
         if not line:
             if data:
                 yield _parsed("\n".join(data))

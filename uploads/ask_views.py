@@ -19,15 +19,16 @@ from django.contrib import messages
 from django.http import Http404, JsonResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
-from django.utils.http import url_has_allowed_host_and_scheme
+from django.utils.http import url_has_allowed_host_and_scheme, urlencode
 from django.views.decorators.cache import never_cache
-from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from . import asking, transcripts
 from .models import Conversation, Question, Video
 from .understanding_limits import Wait
 
 MOST_QUESTION = 2000  # characters
+DRAFT = "ask_draft"  # the session's question a refusal sent back to the box (without JavaScript)
 
 
 def switched_on():
@@ -41,7 +42,7 @@ def ask(request):
     """Ask a question about `video` ids, or a follow-up in `conversation`."""
     switched_on()
     streamed = "text/event-stream" in request.headers.get("Accept", "")
-    text = request.POST.get("question", "").strip()
+    text = request.POST.get("question", "").replace("\r\n", "\n").strip()  # a browser sends a newline as CRLF
     conversation = None
     try:
         if not text:
@@ -51,8 +52,8 @@ def ask(request):
         if request.POST.get("conversation"):
             conversation = get_object_or_404(Conversation, pk=_uuid(request.POST["conversation"]), user=request.user)
             videos = asking.conversation_videos(conversation, request.user)
-            if not videos:
-                raise asking.NotAskable("None of this conversation's videos can be asked about any more.")
+            if len(videos) < conversation.videos.count():  # memories.ai's session remembers them all
+                raise asking.NotAskable(asking.GONE)
         else:
             videos = asking.askable(request.user, [_uuid(v) for v in request.POST.getlist("video")])
         question = asking.ask(request.user, text, videos, conversation)
@@ -72,16 +73,29 @@ def ask(request):
             for _ in answer:
                 pass
         return redirect("conversation", question.conversation_id)
-    response = StreamingHttpResponse(_server_sent(answer), content_type="text/event-stream; charset=utf-8")
+    response = StreamingHttpResponse(_ServerSent(answer), content_type="text/event-stream; charset=utf-8")
     response["Cache-Control"] = "no-cache, no-store"
     response["X-Accel-Buffering"] = "no"  # nginx passes each event on as it comes
     return response
 
 
-def _server_sent(answer):
-    with closing(answer):  # closing this closes the answer, which closes memories.ai's stream
-        for event in answer:
-            yield b"data: " + json.dumps(event, ensure_ascii=False).encode("utf-8") + b"\n\n"
+class _ServerSent:
+    """The answer's events as server-sent events. Not a generator: closing it (the WSGI server
+    does when the browser goes away) closes the answer, which closes memories.ai's stream, even
+    before its first piece. JSON with ASCII escapes: half of a character memories.ai sent in two
+    frames is a valid `\\ud83d` here, joined again by the page, where UTF-8 could not encode it."""
+
+    def __init__(self, answer):
+        self.answer = answer
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        return b"data: " + json.dumps(next(self.answer)).encode("ascii") + b"\n\n"
+
+    def close(self):
+        self.answer.close()
 
 
 def _refused(request, streamed, message, status, retry_after=None, conversation=None):
@@ -94,6 +108,7 @@ def _refused(request, streamed, message, status, retry_after=None, conversation=
             response["Retry-After"] = str(retry_after)
         return response
     messages.error(request, message)
+    request.session[DRAFT] = request.POST.get("question", "")[:MOST_QUESTION]  # the box has it again: nothing lost
     if conversation is not None:
         return redirect("conversation", conversation.pk)
     back = request.POST.get("next", "")
@@ -127,37 +142,48 @@ def conversation(request, conversation_id):
     seen = list(Video.objects.visible_to(request.user).filter(conversations=conversation))
     by_no = {v.video_no: v for v in seen if v.video_no}
     questions = [{"question": q, "moments": asking.rendered(q.moments, by_no)} for q in conversation.questions.all()]
-    askable = [v for v in seen if v.status == Video.Status.READY]
+    askable = asking.conversation_videos(conversation, request.user)
+    whole = len(seen) == conversation.videos.count()  # else an answer may tell of a video no longer theirs
+    member = asking.may_ask(request.user, conversation.team)
     return render(request, "uploads/conversation.html", {
-        "conversation": conversation, "videos": seen, "questions": questions, "can_ask": bool(askable),
+        "conversation": conversation, "videos": seen, "questions": questions, "whole": whole,
+        "can_ask": whole and len(askable) == len(seen) and member,
+        "gone": asking.GONE if member else f"You are no longer a member of {conversation.team.name}: you can read "
+                                           "this conversation, not ask in it.",
         "answering": any(q["question"].state == Question.State.ANSWERING for q in questions),
         **ask_box(request, askable, conversation)})
 
 
 @never_cache
-@require_POST
+@require_http_methods(["GET", "POST"])
 def ask_about(request):
-    """The list's "Ask about selected": a question box for the chosen videos (nothing is changed)."""
+    """The list's "Ask about selected" (a POST of the chosen rows), or the same page again by its
+    link (GET, `?video=` each, where a refused question without JavaScript comes back to): a
+    question box for those videos. Nothing is changed."""
     switched_on()
     back = reverse("video-list")
+    chosen = request.POST.getlist("video") if request.method == "POST" else request.GET.getlist("video")
     try:
-        videos = asking.askable(request.user, [_uuid(v) for v in request.POST.getlist("video")])
+        videos = asking.askable(request.user, [_uuid(v) for v in chosen])
     except asking.NotAskable as refusal:
         messages.error(request, str(refusal))
         return redirect(back)
-    return render(request, "uploads/ask_about.html", {"videos": videos, **ask_box(request, videos)})
+    again = reverse("ask-about") + "?" + urlencode([("video", str(v.pk)) for v in videos])
+    return render(request, "uploads/ask_about.html", {"videos": videos, **ask_box(request, videos, next_url=again)})
 
 
-def ask_box(request, videos, conversation=None):
-    """The context of templates/uploads/_ask.html."""
+def ask_box(request, videos, conversation=None, next_url=None):
+    """The context of templates/uploads/_ask.html: `next_url` is where a refusal without
+    JavaScript comes back to (this page), `draft` the question it sent back."""
     return {"ask": {"videos": [] if conversation else videos, "conversation": conversation,
-                    "budget": settings.MEMPORTAL_CHAT_QUESTIONS_PER_DAY, "next": request.get_full_path(),
-                    "many": len(videos) > 1}}
+                    "budget": settings.MEMPORTAL_CHAT_QUESTIONS_PER_DAY, "next": next_url or request.get_full_path(),
+                    "many": len(videos) > 1, "draft": request.session.pop(DRAFT, "")}}
 
 
 def for_video_page(request, video):
     """The video page's Ask section ({} when switched off or the video is not ready)."""
-    if not transcripts.enabled() or video.status != Video.Status.READY or not video.video_no:
+    if (not transcripts.enabled() or video.status != Video.Status.READY or not video.video_no
+            or not asking.may_ask(request.user, video.team)):
         return {}
     past = Conversation.objects.filter(user=request.user, videos=video).order_by("-updated_at")[:5]
     return {"past_conversations": list(past), **ask_box(request, [video])}

@@ -21,13 +21,18 @@ from django.urls import reverse
 from django.utils import timezone
 
 from . import answers, call_slots, lifecycle, memories, transcripts, understanding
-from .models import Conversation, Question, Team, Video, VideoTranscript
+from .crypto import ApiKeyDecryptionError
+from .models import Conversation, Membership, Question, Team, Video, VideoTranscript
 from .understanding_limits import BUSY, Wait, budget_or_wait, in_words, slot_or_wait, stream_or_wait
 
 logger = logging.getLogger(__name__)
 Q = Question.State
 TITLE_LENGTH = 80
 MOST_MOMENTS = 50  # cited moments kept per answer
+
+
+GONE = ("Some of this conversation's videos are no longer yours to see, or were deleted or are not ready: "
+        "memories.ai's session remembers them, so ask in a new conversation from a video's page.")
 
 
 class NotAskable(Exception):
@@ -57,6 +62,12 @@ def askable(user, video_ids):
     return videos
 
 
+def may_ask(user, team):
+    """A question uses the team's key, credits and budget: its members (and superusers) may ask;
+    an owner who has left the team still sees their videos, read-only, and may not."""
+    return user.is_superuser or Membership.objects.filter(user=user, team=team).exists()
+
+
 def conversation_videos(conversation, user):
     """The conversation's videos the user may still see and ask about (ready, not deleted)."""
     return list(Video.objects.visible_to(user).filter(conversations=conversation, status=Video.Status.READY)
@@ -66,6 +77,9 @@ def conversation_videos(conversation, user):
 def ask(user, text, videos, conversation=None):
     """Record the question, past every limit; returns it (state answering). Raises Wait."""
     team = videos[0].team
+    if not may_ask(user, team):
+        raise NotAskable(f"You are no longer a member of {team.name}: a question uses its memories.ai key and "
+                         "budget, so a team admin must add you again first.")
     key = lifecycle.key_for(videos[0])
     if key is None:
         raise Wait("Your team has no working memories.ai API key: a team admin can add one.")
@@ -93,7 +107,12 @@ def send(question, videos):
     try:
         if key is None:
             raise memories.MemoriesError(memories.KEY, "the team has no memories.ai API key")
-        return understanding.chat_stream(key.reveal(), place, [v.video_no for v in videos], question.text,
+        try:
+            raw_key = key.reveal()
+        except ApiKeyDecryptionError as error:  # the operator's encryption keys, not the team's key
+            logger.error("question %s: %s", question.pk, error)
+            raise memories.MemoriesError(memories.CONFIG, str(error)) from None
+        return understanding.chat_stream(raw_key, place, [v.video_no for v in videos], question.text,
                                          session_id=conversation.session_id)
     except memories.MemoriesError as error:
         logger.info("memories.ai refused question %s: %s", question.pk, error)
@@ -104,10 +123,34 @@ def send(question, videos):
         return None
 
 
+class Answer:
+    """The answer's events (`_events`), the first of them already made: the generator has started,
+    so closing this always runs its `finally` (closing a generator that never started runs none of
+    it), even when the response is closed before its first piece is sent."""
+
+    def __init__(self, events):
+        self._events = events
+        self._first = [next(events)]
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        return self._first.pop() if self._first else next(self._events)
+
+    def close(self):
+        self._events.close()
+
+
 def events(question, stream, videos):
     """The answer as the portal's events (dicts), each as soon as memories.ai sent its frame; the
     question is saved with what came, when the stream ends or is closed."""
+    return Answer(_events(question, stream, videos))
+
+
+def _events(question, stream, videos):
     by_no = {v.video_no: v for v in videos}
+    key = lifecycle.key_for(videos[0])
     text, moments, state, error = [], [], Q.FAILED, "the page was closed before the answer was complete"
     try:
         yield {"type": "started", "conversation": str(question.conversation_id), "question": question.pk,
@@ -122,8 +165,12 @@ def events(question, stream, videos):
                 cited = merge(moments, [m for m in moments_of(frame.refs) if m["video_no"] in by_no])
                 if cited:
                     yield {"type": "moments", "moments": rendered(cited, by_no)}
-            elif isinstance(frame, answers.Error):
-                state, error = Q.FAILED, in_words(frame.error)
+            elif isinstance(frame, answers.Error):  # key trouble, credits, busy: as before the answer
+                if frame.error.rate_limited and key is not None:
+                    call_slots.push_back(key.pacing_account_id(), call_slots.CHAT, call_slots.interval(call_slots.CHAT))
+                # The portal's own words when the stream broke or ran too long (no code of memories.ai's).
+                error = in_words(frame.error, key) if frame.code else f"{frame.message}: ask again in a moment."
+                state = Q.FAILED
                 yield {"type": "error", "message": error}
                 return
             elif isinstance(frame, answers.Done):
@@ -132,10 +179,21 @@ def events(question, stream, videos):
                 return
     finally:
         stream.close()  # the connection to memories.ai, whatever ended the stream
-        Question.objects.filter(pk=question.pk, state=Q.ANSWERING).update(
-            answer="".join(text), moments=moments, state=state, error=error[:400], answered_at=timezone.now())
-        if stream.session_id:
-            Conversation.objects.filter(pk=question.conversation_id).update(session_id=stream.session_id[:200])
+        kept = Question.objects.filter(pk=question.pk, state=Q.ANSWERING)
+        try:
+            kept.update(answer=whole("".join(text)), moments=moments, state=state, error=error[:400],
+                        answered_at=timezone.now())
+            if stream.session_id:
+                Conversation.objects.filter(pk=question.conversation_id).update(session_id=stream.session_id[:200])
+        except Exception:  # never left "being answered": it would count against the cap for minutes
+            logger.exception("question %s: its answer could not be saved", question.pk)
+            kept.update(state=Q.FAILED, error="the answer could not be saved", answered_at=timezone.now())
+
+
+def whole(text):
+    """`text` as it can be stored: a character memories.ai sent in two halves (an emoji's two
+    UTF-16 surrogates in two frames, each escaped on its own) joined again, a lone half replaced."""
+    return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
 
 
 def moments_of(refs):

@@ -45,6 +45,10 @@ def check_memories_settings(app_configs, **kwargs):
         if not 1 <= getattr(settings, name) <= (100 if name == "MEMPORTAL_ASK_VIDEOS_MAX" else 10 ** 4):
             errors.append(checks.Error(f"{name} must be at least 1 (memories.ai takes at most 100 videos a question)",
                                        id="memportal.E008"))
+    if not 30 <= settings.MEMPORTAL_ASK_ANSWER_SECONDS <= 540:
+        errors.append(checks.Error("MEMPORTAL_ASK_ANSWER_SECONDS must be from 30 to 540 (an answer streaming longer "
+                                   "would outlive the 10 minutes after which the stream cap counts it as dead)",
+                                   id="memportal.E008"))
     if settings.MEMPORTAL_STORAGE == "s3" and not settings.STORAGES["default"]["OPTIONS"]["bucket_name"]:
         errors.append(checks.Error("MEMPORTAL_STORAGE=s3 needs MEMPORTAL_S3_BUCKET", id="memportal.E005"))
     return errors

@@ -13,6 +13,7 @@ What the user may see decides what is asked (docs/understanding.md, "Search"):
   user: a video of another team, or one the user may not see, is dropped before rendering.
 """
 
+import logging
 from dataclasses import dataclass, field
 from itertools import groupby
 
@@ -24,8 +25,11 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
 from . import call_slots, memories, transcripts, understanding
+from .crypto import ApiKeyDecryptionError
 from .models import ApiKey, Membership, Team, Video, VideoTranscript
 from .understanding_limits import Wait, in_words, slot_or_wait
+
+logger = logging.getLogger(__name__)
 
 S = Video.Status
 VISUAL, SPEECH = "visual", "speech"
@@ -136,12 +140,19 @@ def run(user, team, scope, by, query, batch=0):
     if ready and not calls:
         outcome.problem = "Your team has no working memories.ai API key: a team admin can add one."
     if not 0 <= batch < len(calls):
+        if calls:
+            outcome.problem = f"This search has {len(calls)} part{'s' if len(calls) > 1 else ''}: there is no part {batch + 1}."
         return outcome
     call = calls[batch]
     outcome.searched = len(call.videos)
     try:
         slot_or_wait(call.key.pacing_account_id(), call_slots.SEARCH)
-        moments = understanding.search(call.key.reveal(), call.place, query, search_type=SEARCH_TYPES[by],
+        try:
+            raw_key = call.key.reveal()
+        except ApiKeyDecryptionError as error:  # the operator's encryption keys, not the team's key
+            logger.error("search of team %s: %s", team.pk, error)
+            raise memories.MemoriesError(memories.CONFIG, str(error)) from None
+        moments = understanding.search(raw_key, call.place, query, search_type=SEARCH_TYPES[by],
                                        video_nos=call.video_nos, top_k=TOP_K)
     except Wait as wait:
         outcome.wait = wait
@@ -174,8 +185,10 @@ def results_of(moments, videos):
 
 
 class SearchForm(forms.Form):
-    q = forms.CharField(label="Search for", max_length=200, strip=True)
-    team = forms.ModelChoiceField(queryset=Team.objects.none(), empty_label=None, required=False)
+    q = forms.CharField(label="Search for", max_length=200, strip=True, error_messages={
+        "required": "Type what to search for.", "max_length": "A search can be at most 200 characters long."})
+    team = forms.ModelChoiceField(queryset=Team.objects.none(), empty_label=None, required=False, error_messages={
+        "invalid_choice": "That is not a team of yours: choose one of the list."})
     scope = forms.ChoiceField(label="Videos", choices=[(MINE, "My videos"), (TEAM, "My team's videos")],
                               required=False)
     by = forms.ChoiceField(label="Search by", choices=[(VISUAL, "What is seen and said"), (SPEECH, "What is said")],

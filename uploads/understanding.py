@@ -209,7 +209,7 @@ def chat_stream(api_key: str, place: Place, video_nos: list[str], prompt: str,
     response = _request("post", place.path("chat_stream"), api_key, json=body, stream=True,
                         headers={"Accept": "text/event-stream", "Accept-Encoding": "identity"})
     if response.status_code == 200 and "text/event-stream" in response.headers.get("Content-Type", ""):
-        return ChatStream(response)
+        return ChatStream(response, most_seconds=settings.MEMPORTAL_ASK_ANSWER_SECONDS)
     try:  # an error envelope, or one whole answer instead of a stream
         data = _data(response)
     finally:

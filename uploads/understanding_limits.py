@@ -63,12 +63,29 @@ def budget_or_wait(team):
         raise Wait(f"Asking questions is switched off for {team.name}: the chat budget is 0 a day.")
     frees = oldest + DAY
     raise Wait(f"{team.name} has used its chat budget of {allowed} question{'s' if allowed != 1 else ''} in 24 hours "
-               f"(answers use memories.ai credits): the next one can be asked at {timezone.localtime(frees):%H:%M %Z}.",
+               f"(answers use memories.ai credits): the next one can be asked {when(frees)}.",
                call_slots.wait_seconds(frees))
+
+
+def when(moment):
+    """ "at 14:05 UTC" today, "on Fri 4 Dec at 06:01 UTC" another day (the user's zone)."""
+    local, today = timezone.localtime(moment), timezone.localdate()
+    if local.date() == today:
+        return f"at {local:%H:%M %Z}"
+    return f"on {local:%a} {local.day} {local:%b} at {local:%H:%M %Z}"
 
 
 def answering_now():
     return Question.objects.filter(state=Question.State.ANSWERING, asked_at__gt=timezone.now() - STREAM_STALE)
+
+
+def end_dead_answers():
+    """Questions still "being answered" past STREAM_STALE (their web process died mid-answer, or
+    the row could not be saved): failed, saying so, so their conversation stops saying "still
+    coming in". Returns how many."""
+    return Question.objects.filter(state=Question.State.ANSWERING, asked_at__lte=timezone.now() - STREAM_STALE).update(
+        state=Question.State.FAILED, error="the answer stopped: the portal was restarted while it came",
+        answered_at=timezone.now())
 
 
 def stream_or_wait():
@@ -82,7 +99,7 @@ def stream_or_wait():
             cursor.execute("SELECT pg_advisory_xact_lock(%s)", [STREAMS_LOCK])
     if answering_now().count() >= settings.MEMPORTAL_ASK_STREAMS_MAX:
         raise Wait(f"The portal is answering as many questions at once as it takes "
-                   f"({settings.MEMPORTAL_ASK_STREAMS_MAX}): ask again in a minute.", 30)
+                   f"({settings.MEMPORTAL_ASK_STREAMS_MAX}): ask again in 30 s.", 30)
 
 
 def in_words(error: memories.MemoriesError, key=None) -> str:

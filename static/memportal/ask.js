@@ -176,7 +176,9 @@
       return isNaN(seconds) || seconds < 1 || seconds > 600 ? 0 : seconds;
     }, function () {
       turn.status.textContent = "";
-      turn.error.textContent = "The question could not be asked (the portal answered " + response.status + ").";
+      turn.error.textContent = response.status === 403
+        ? "The question could not be asked: the page is out of date (or you were signed out). Reload it and ask again."
+        : "The question could not be asked (the portal answered " + response.status + ").";
       turn.error.hidden = false;
       return 0;
     });

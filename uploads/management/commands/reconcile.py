@@ -19,7 +19,7 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand
 from django.db import close_old_connections
 
-from uploads import actions, health, mail, reports, transcripts
+from uploads import actions, health, mail, reports, transcripts, understanding_limits
 from uploads.models import RelayHold, Team, Video
 from uploads.removal import purge_uploads
 from uploads.resumable import expire_partial_uploads
@@ -62,6 +62,7 @@ def clock_round(every, stale_after=None):
     expire_partial_uploads()  # unfinished resumable uploads past MEMPORTAL_UPLOAD_EXPIRE_HOURS
     mail.sweep_outcome_mail()  # one email task per new outcome its owner opted in to (uploads/mail.py)
     transcripts.sweep_transcripts()  # a fetch per newly ready video, when MEMPORTAL_UNDERSTANDING (uploads/transcripts.py)
+    understanding_limits.end_dead_answers()  # answers whose web process died mid-stream: failed, in words
     return result
 
 

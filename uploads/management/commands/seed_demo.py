@@ -22,7 +22,7 @@ class Command(BaseCommand):
     def handle(self, *args, **options):
         raw_key = os.environ.get("MEMPORTAL_DEMO_API_KEY", "")
         if not raw_key:
-            raise CommandError("Set MEMPORTAL_DEMO_API_KEY (make demo generates one into var/demo.env).")
+            raise CommandError("Set MEMPORTAL_DEMO_API_KEY (make demo generates one into var/secrets.env).")
         team, _ = Team.objects.get_or_create(slug="demo", defaults={"name": "Demo team"})
         User = get_user_model()
         created_any = False
