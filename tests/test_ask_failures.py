@@ -150,3 +150,12 @@ def test_an_owner_who_left_the_team_reads_but_no_longer_asks(client, emulator, m
     assert 'data-ask' not in client.get(reverse("video-detail", args=[kitchen.pk])).text  # no question box
     page = client.get(reverse("conversation", args=[conversation.pk])).text
     assert "switch off the fryer" in page and "you can read this conversation, not ask in it" in page
+
+
+def test_a_key_a_team_admin_switched_off_spends_no_credits(client, emulator, member, kitchen):
+    ApiKey.objects.update(is_active=False)
+    client.force_login(member)
+    refused = ask(client, "fryer", video=kitchen.pk)
+    assert refused.status_code == 400
+    assert "“Main key” these videos were sent with is switched off" in refused.json()["message"]
+    assert chat_calls(emulator) == [] and not Question.objects.exists()

@@ -83,6 +83,9 @@ def ask(user, text, videos, conversation=None):
     key = lifecycle.key_for(videos[0])
     if key is None:
         raise Wait("Your team has no working memories.ai API key: a team admin can add one.")
+    if not key.is_active:  # answers use credits: a key a team admin switched off spends none
+        raise NotAskable(f"The memories.ai API key “{key.label}” these videos were sent with is switched off: "
+                         "a team admin can switch it on again to ask about them.")
     with transaction.atomic():
         Team.objects.select_for_update().filter(pk=team.pk).first()  # one question of the team at a time here
         budget_or_wait(team)
