@@ -43,8 +43,23 @@ def events_of(response):
     return [json.loads(chunk.decode()[len("data: "):]) for chunk in response.streaming_content]
 
 
+OPEN = []  # this test's streamed answers
+
+
+@pytest.fixture(autouse=True)
+def closed_answers():
+    """Every streamed answer a test asked for is closed when it ends, as gunicorn closes each
+    response; else the garbage collector closes it later, in another test's query."""
+    yield
+    while OPEN:
+        OPEN.pop().close()
+
+
 def ask(client, question, **fields):
-    return client.post(reverse("ask"), {"question": question, **fields}, **STREAM)
+    response = client.post(reverse("ask"), {"question": question, **fields}, **STREAM)
+    if response.streaming:
+        OPEN.append(response)
+    return response
 
 
 def chat_calls(emulator):

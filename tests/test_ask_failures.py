@@ -4,6 +4,7 @@ that goes on past its deadline, a page closed before the first piece, key troubl
 middle of an answer, an answer whose process died, and a follow-up after a video left the user's
 sight. Each ends in words, with its question finished (never "being answered" for good)."""
 
+import gc
 import json
 import re
 
@@ -11,12 +12,13 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
-from uploads import understanding_limits
+from uploads import asking, understanding_limits
 from uploads.management.commands.reconcile import clock_round
 from uploads.models import ApiKey, Conversation, Membership, Question, UnderstandingSlot
 
 from .conftest import TEST_KEY
-from .test_ask import ask, chat_calls, events_of, kitchen, next_second, switched_on  # noqa: F401 (fixtures)
+from .test_ask import (  # noqa: F401 (closed_answers, kitchen and switched_on are fixtures)
+    ask, chat_calls, closed_answers, events_of, kitchen, next_second, switched_on)
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -159,3 +161,22 @@ def test_a_key_a_team_admin_switched_off_spends_no_credits(client, emulator, mem
     assert refused.status_code == 400
     assert "“Main key” these videos were sent with is switched off" in refused.json()["message"]
     assert chat_calls(emulator) == [] and not Question.objects.exists()
+
+
+def test_an_answer_nobody_closed_touches_no_database_when_collected(emulator, member, kitchen):
+    """The garbage collector may finalise an abandoned answer at any moment, on a connection in the
+    middle of another query (it hung the suite on PostgreSQL): it closes the socket, nothing else.
+    (gunicorn always closes the response; here nobody does, as after a crash.)"""
+    emulator.understanding.stream_delay = 0.3
+    videos = asking.askable(member, [kitchen.pk])
+    question = asking.ask(member, "fryer", videos)
+    answer = asking.events(question, asking.send(question, videos), videos)
+    next(answer), next(answer)
+    del answer
+    gc.collect()
+
+    emulator.wait_for(lambda e: chat_calls(e)[-1].get("stream_end"), timeout=10)
+    assert chat_calls(emulator)[-1]["stream_end"] == "client gone"  # the socket went with it
+    assert Question.objects.get().state == "answering"  # no query ran from the collector
+    Question.objects.update(asked_at=timezone.now() - understanding_limits.STREAM_STALE)
+    assert understanding_limits.end_dead_answers() == 1  # the clock ends it

@@ -127,70 +127,83 @@ def send(question, videos):
 
 
 class Answer:
-    """The answer's events (`_events`), the first of them already made: the generator has started,
-    so closing this always runs its `finally` (closing a generator that never started runs none of
-    it), even when the response is closed before its first piece is sent."""
+    """The answer as the portal's events (dicts), each as soon as memories.ai sent its frame
+    (`_events`). The question is saved by `close()`, which the end of the events calls and the
+    streaming response calls when the browser goes away, whether or not a piece was sent. Never
+    from a generator's `finally`: that also runs when the garbage collector finalises an answer
+    nobody closed, at whatever moment, on a database connection that may be in the middle of
+    another query. An answer nobody closes keeps its question "being answered" until the clock
+    ends it (understanding_limits.end_dead_answers); its connection to memories.ai closes with it."""
 
-    def __init__(self, events):
-        self._events = events
-        self._first = [next(events)]
+    def __init__(self, question, stream, videos):
+        self.question, self.stream, self.videos = question, stream, videos
+        self.text, self.moments = [], []
+        self.state, self.error = Q.FAILED, "the page was closed before the answer was complete"
+        self._events, self._closed = _events(self), False
 
     def __iter__(self):
         return self
 
     def __next__(self):
-        return self._first.pop() if self._first else next(self._events)
+        try:
+            return next(self._events)
+        except StopIteration:
+            self.close()
+            raise
 
     def close(self):
+        if self._closed:
+            return
+        self._closed = True
         self._events.close()
+        self.stream.close()  # the connection to memories.ai, whatever ended the answer
+        kept = Question.objects.filter(pk=self.question.pk, state=Q.ANSWERING)
+        try:
+            kept.update(answer=whole("".join(self.text)), moments=self.moments, state=self.state,
+                        error=self.error[:400], answered_at=timezone.now())
+            if self.stream.session_id:
+                Conversation.objects.filter(pk=self.question.conversation_id).update(
+                    session_id=self.stream.session_id[:200])
+        except Exception:  # never left "being answered": it would count against the cap for minutes
+            logger.exception("question %s: its answer could not be saved", self.question.pk)
+            kept.update(state=Q.FAILED, error="the answer could not be saved", answered_at=timezone.now())
 
 
 def events(question, stream, videos):
-    """The answer as the portal's events (dicts), each as soon as memories.ai sent its frame; the
-    question is saved with what came, when the stream ends or is closed."""
-    return Answer(_events(question, stream, videos))
+    """The answer to `question` from `stream` (an Answer: iterate it, close it)."""
+    return Answer(question, stream, videos)
 
 
-def _events(question, stream, videos):
+def _events(answer):
+    question, stream, videos = answer.question, answer.stream, answer.videos
     by_no = {v.video_no: v for v in videos}
     key = lifecycle.key_for(videos[0])
-    text, moments, state, error = [], [], Q.FAILED, "the page was closed before the answer was complete"
     try:
         yield {"type": "started", "conversation": str(question.conversation_id), "question": question.pk,
                "url": reverse("conversation", args=[question.conversation_id])}
         for frame in stream:
             if isinstance(frame, answers.Content) and frame.text:
-                text.append(frame.text)
+                answer.text.append(frame.text)
                 yield {"type": "content", "text": frame.text}
             elif isinstance(frame, answers.Thinking) and frame.title:
                 yield {"type": "thinking", "title": frame.title}
             elif isinstance(frame, answers.Refs):
-                cited = merge(moments, [m for m in moments_of(frame.refs) if m["video_no"] in by_no])
+                cited = merge(answer.moments, [m for m in moments_of(frame.refs) if m["video_no"] in by_no])
                 if cited:
                     yield {"type": "moments", "moments": rendered(cited, by_no)}
             elif isinstance(frame, answers.Error):  # key trouble, credits, busy: as before the answer
                 if frame.error.rate_limited and key is not None:
                     call_slots.push_back(key.pacing_account_id(), call_slots.CHAT, call_slots.interval(call_slots.CHAT))
                 # The portal's own words when the stream broke or ran too long (no code of memories.ai's).
-                error = in_words(frame.error, key) if frame.code else f"{frame.message}: ask again in a moment."
-                state = Q.FAILED
-                yield {"type": "error", "message": error}
+                answer.error = in_words(frame.error, key) if frame.code else f"{frame.message}: ask again in a moment."
+                yield {"type": "error", "message": answer.error}
                 return
             elif isinstance(frame, answers.Done):
-                state, error = Q.ANSWERED, ""
+                answer.state, answer.error = Q.ANSWERED, ""
                 yield {"type": "done"}
                 return
     finally:
-        stream.close()  # the connection to memories.ai, whatever ended the stream
-        kept = Question.objects.filter(pk=question.pk, state=Q.ANSWERING)
-        try:
-            kept.update(answer=whole("".join(text)), moments=moments, state=state, error=error[:400],
-                        answered_at=timezone.now())
-            if stream.session_id:
-                Conversation.objects.filter(pk=question.conversation_id).update(session_id=stream.session_id[:200])
-        except Exception:  # never left "being answered": it would count against the cap for minutes
-            logger.exception("question %s: its answer could not be saved", question.pk)
-            kept.update(state=Q.FAILED, error="the answer could not be saved", answered_at=timezone.now())
+        stream.close()  # no database here (see Answer): only the socket
 
 
 def whole(text):
