@@ -21,9 +21,8 @@ from django.urls import reverse
 from django.utils import timezone
 
 from . import answers, call_slots, lifecycle, memories, transcripts, understanding
-from .crypto import ApiKeyDecryptionError
 from .models import Conversation, Membership, Question, Team, Video, VideoTranscript
-from .understanding_limits import BUSY, Wait, budget_or_wait, in_words, slot_or_wait, stream_or_wait
+from .understanding_limits import BUSY, Wait, budget_or_wait, in_words, revealed, slot_or_wait, stream_or_wait
 
 logger = logging.getLogger(__name__)
 Q = Question.State
@@ -110,12 +109,8 @@ def send(question, videos):
     try:
         if key is None:
             raise memories.MemoriesError(memories.KEY, "the team has no memories.ai API key")
-        try:
-            raw_key = key.reveal()
-        except ApiKeyDecryptionError as error:  # the operator's encryption keys, not the team's key
-            logger.error("question %s: %s", question.pk, error)
-            raise memories.MemoriesError(memories.CONFIG, str(error)) from None
-        return understanding.chat_stream(raw_key, place, [v.video_no for v in videos], question.text,
+        return understanding.chat_stream(revealed(key, f"question {question.pk}"), place,
+                                         [v.video_no for v in videos], question.text,
                                          session_id=conversation.session_id)
     except memories.MemoriesError as error:
         logger.info("memories.ai refused question %s: %s", question.pk, error)

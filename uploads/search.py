@@ -13,7 +13,6 @@ What the user may see decides what is asked (docs/understanding.md, "Search"):
   user: a video of another team, or one the user may not see, is dropped before rendering.
 """
 
-import logging
 from dataclasses import dataclass, field
 from itertools import groupby
 
@@ -25,11 +24,8 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
 from . import call_slots, memories, transcripts, understanding
-from .crypto import ApiKeyDecryptionError
 from .models import ApiKey, Membership, Team, Video, VideoTranscript
-from .understanding_limits import Wait, in_words, slot_or_wait
-
-logger = logging.getLogger(__name__)
+from .understanding_limits import Wait, in_words, revealed, slot_or_wait
 
 S = Video.Status
 VISUAL, SPEECH = "visual", "speech"
@@ -141,19 +137,15 @@ def run(user, team, scope, by, query, batch=0):
         outcome.problem = "Your team has no working memories.ai API key: a team admin can add one."
     if not 0 <= batch < len(calls):
         if calls:
-            outcome.problem = f"This search has {len(calls)} part{'s' if len(calls) > 1 else ''}: there is no part {batch + 1}."
+            parts = f"{len(calls)} part{'s' if len(calls) > 1 else ''}"
+            outcome.problem = f"This search has {parts}: there is no part {batch + 1}."
         return outcome
     call = calls[batch]
     outcome.searched = len(call.videos)
     try:
         slot_or_wait(call.key.pacing_account_id(), call_slots.SEARCH)
-        try:
-            raw_key = call.key.reveal()
-        except ApiKeyDecryptionError as error:  # the operator's encryption keys, not the team's key
-            logger.error("search of team %s: %s", team.pk, error)
-            raise memories.MemoriesError(memories.CONFIG, str(error)) from None
-        moments = understanding.search(raw_key, call.place, query, search_type=SEARCH_TYPES[by],
-                                       video_nos=call.video_nos, top_k=TOP_K)
+        moments = understanding.search(revealed(call.key, f"search of team {team.pk}"), call.place, query,
+                                       search_type=SEARCH_TYPES[by], video_nos=call.video_nos, top_k=TOP_K)
     except Wait as wait:
         outcome.wait = wait
         return outcome

@@ -4,6 +4,7 @@ on answers streaming at once (each holds a web thread), and memories.ai's refusa
 the upload path words them. Nothing here sleeps: a user who must wait is told for how long.
 """
 
+import logging
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -12,7 +13,10 @@ from django.db import connection
 from django.utils import timezone
 
 from . import call_slots, memories, understanding
+from .crypto import ApiKeyDecryptionError
 from .models import Question
+
+logger = logging.getLogger(__name__)
 
 STREAM_STALE = timedelta(minutes=10)  # an answer "being answered" this long ago died with its process
 DAY = timedelta(hours=1) * 24
@@ -100,6 +104,16 @@ def stream_or_wait():
     if answering_now().count() >= settings.MEMPORTAL_ASK_STREAMS_MAX:
         raise Wait(f"The portal is answering as many questions at once as it takes "
                    f"({settings.MEMPORTAL_ASK_STREAMS_MAX}): ask again in 30 s.", 30)
+
+
+def revealed(key, doing):
+    """The key's secret for a call (`doing`: what for, in the log). A key the portal cannot decrypt
+    (its MEMPORTAL_FERNET_KEYS) is the operator's to fix: logged, and a settings error for the user."""
+    try:
+        return key.reveal()
+    except ApiKeyDecryptionError as error:
+        logger.error("%s: %s", doing, error)
+        raise memories.MemoriesError(memories.CONFIG, str(error)) from None
 
 
 def in_words(error: memories.MemoriesError, key=None) -> str:
