@@ -21,7 +21,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from . import answers, call_slots, lifecycle, memories, transcripts, understanding
-from .models import Conversation, Membership, Question, Team, Video, VideoTranscript
+from .models import Conversation, Question, Team, Video, VideoTranscript
 from .understanding_limits import BUSY, Wait, budget_or_wait, in_words, revealed, slot_or_wait, stream_or_wait
 
 logger = logging.getLogger(__name__)
@@ -64,7 +64,12 @@ def askable(user, video_ids):
 def may_ask(user, team):
     """A question uses the team's key, credits and budget: its members (and superusers) may ask;
     an owner who has left the team still sees their videos, read-only, and may not."""
-    return user.is_superuser or Membership.objects.filter(user=user, team=team).exists()
+    return user.is_superuser or Team.objects.of_member(user).filter(pk=team.pk).exists()
+
+
+def not_a_member(team):
+    return (f"You are no longer a member of {team.name}: a question uses its memories.ai key and budget, so a "
+            "team admin must add you again first.")
 
 
 def conversation_videos(conversation, user):
@@ -77,8 +82,7 @@ def ask(user, text, videos, conversation=None):
     """Record the question, past every limit; returns it (state answering). Raises Wait."""
     team = videos[0].team
     if not may_ask(user, team):
-        raise NotAskable(f"You are no longer a member of {team.name}: a question uses its memories.ai key and "
-                         "budget, so a team admin must add you again first.")
+        raise NotAskable(not_a_member(team))
     key = lifecycle.key_for(videos[0])
     if key is None:
         raise Wait("Your team has no working memories.ai API key: a team admin can add one.")
