@@ -11,6 +11,8 @@ methods (``faults.Exchange``): by ``faults.play`` before a request is served, an
 (``sse.Stream``, chat's) goes out as server-sent events, one HTTP chunk per frame; its record
 gains ``frames_sent``, ``frames_sent_at`` (wall-clock times) and ``stream_end`` ("done", "cut",
 "client gone" or "stopped"), so a test can tell when each frame left and that a client hung up.
+Each is on record before its bytes leave: a client that has read a frame, or the body's end,
+finds it there.
 
 Control API (unless switched off): ``GET /_emulator/state``; ``POST /_emulator/fault``
 (JSON ``{"endpoint", "fault", "times", ...params}``); ``POST /_emulator/clear_faults``
@@ -334,10 +336,10 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             return
         ended = write(stream, self._send_chunk, self._wait_or_hang_up, self._count_frame)
+        with self.server.backend.record_lock:  # on record before the body's end can reach the client
+            self._request["stream_end"] = ended  # type: ignore[index]
         if ended != DONE or not self._send_chunk(b""):  # b"": the last chunk, the end of the body
             self.close_connection = True
-        with self.server.backend.record_lock:
-            self._request["stream_end"] = ended  # type: ignore[index]
         self.note(f"stream {ended} after {self._request.get('frames_sent', 0)} frames")  # type: ignore[union-attr]
 
     def _send_chunk(self, data: bytes) -> bool:
@@ -368,8 +370,10 @@ class _Handler(BaseHTTPRequestHandler):
     def _count_frame(self, sent: int) -> None:
         record: dict[str, Any] = self._request  # type: ignore[assignment]
         with self.server.backend.record_lock:
+            times = record.get("frames_sent_at", ())
             record["frames_sent"] = sent
-            record["frames_sent_at"] = (*record.get("frames_sent_at", ()), time.time())  # a new tuple: copies stay put
+            # a new tuple, so copies stay put; one less when a frame did not get out
+            record["frames_sent_at"] = (*times, time.time()) if sent > len(times) else times[:sent]
 
     def hang_up(self, reset: bool = False) -> None:
         """Drop the connection without an answer; `reset` makes the client see an RST."""

@@ -64,14 +64,16 @@ def write(stream: Stream, send: Callable[[bytes], bool], wait: Callable[[float],
 
     `send(event)` writes one event and says whether it got out; `wait(seconds)` waits between
     frames and returns None, or CLIENT_GONE / STOPPED when the wait was cut short; `sent(n)` is
-    told after each frame how many have gone.
+    told how many frames have gone. It is told before each frame is written, so a client that
+    has read a frame finds it counted, and told again with one less if the frame did not get out.
     """
     for number, frame in enumerate(stream.frames, 1):
         if number > 1:
             ended = wait(stream.delay)
             if ended is not None:
                 return ended
-        if not send(encode(frame)):
-            return CLIENT_GONE
         sent(number)
+        if not send(encode(frame)):
+            sent(number - 1)
+            return CLIENT_GONE
     return CUT if stream.cut else DONE

@@ -5,6 +5,7 @@ import os
 import struct
 import subprocess
 import sys
+import threading
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -12,7 +13,7 @@ from pathlib import Path
 import pytest
 from django.core.files.storage import default_storage
 from django.core.management import call_command
-from django.db import connection
+from django.db import connection, connections
 from django.utils import timezone
 from django_tasks_db.models import DBTaskResult
 
@@ -255,6 +256,31 @@ def delete_videos(video_ids, user):
     result = removal.delete_videos(video_ids, user)
     tasks.enqueue(result.work)
     return result.value
+
+
+class OtherConnection(threading.Thread):
+    """fn(*args) on a thread of its own: Django gives it a database connection of its own, and
+    closes it when it ends (a PostgreSQL test database cannot be dropped with one still open)."""
+
+    def __init__(self, fn, *args):
+        super().__init__(daemon=True)
+        self.fn, self.args, self.value, self.error = fn, args, None, None
+        self.start()
+
+    def run(self):
+        try:
+            self.value = self.fn(*self.args)
+        except BaseException as error:  # raised again in the test by result()
+            self.error = error
+        finally:
+            connections.close_all()
+
+    def result(self, timeout=30):
+        self.join(timeout)
+        assert not self.is_alive(), f"{self.fn.__name__} never finished"
+        if self.error is not None:
+            raise self.error
+        return self.value
 
 
 def wait_until(predicate, timeout=15.0, interval=0.1, message="condition"):

@@ -16,7 +16,7 @@ from django.utils import timezone
 
 from uploads.models import Conversation, Question, UnderstandingSlot, Video
 
-from .conftest import OTHER_KEY, TEST_KEY, ready_video
+from .conftest import OTHER_KEY, TEST_KEY, OtherConnection, ready_video
 
 pytestmark = pytest.mark.django_db(transaction=True)
 STREAM = {"HTTP_ACCEPT": "text/event-stream"}
@@ -165,11 +165,8 @@ def test_concurrent_users_are_paced_to_the_accounts_chat_slot(emulator, member, 
         response = ask(client, "safety", video=videos[user].pk)
         answers[user.username] = (response.status_code, events_of(response) if response.streaming else response.json())
 
-    threads = [threading.Thread(target=ask_as, args=(u,)) for u in videos]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    for thread in [OtherConnection(ask_as, user) for user in videos]:
+        thread.result()
 
     codes = sorted(code for code, _ in answers.values())
     assert codes == [200, 429] and len(chat_calls(emulator)) == 1  # one question sent, never a 0429

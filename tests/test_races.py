@@ -13,41 +13,15 @@ from datetime import timedelta
 
 import pytest
 from django.core.management import call_command
-from django.db import connections
 from django.utils import timezone
 
 from uploads import actions, callbacks, lifecycle, removal, tasks
 from uploads.memories import UploadResult
 from uploads.models import CallbackRecord, MemoriesAccount, Video
 
-from .conftest import accept_relay, account_of, make_video, queued_video, run_worker, sample
+from .conftest import OtherConnection, accept_relay, account_of, make_video, queued_video, run_worker, sample
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-class OtherConnection(threading.Thread):
-    """fn(*args) on a thread of its own: Django gives it a database connection of its own, and
-    closes it when it ends (a PostgreSQL test database cannot be dropped with one still open)."""
-
-    def __init__(self, fn, *args):
-        super().__init__(daemon=True)
-        self.fn, self.args, self.value, self.error = fn, args, None, None
-        self.start()
-
-    def run(self):
-        try:
-            self.value = self.fn(*self.args)
-        except BaseException as error:  # raised again in the test by result()
-            self.error = error
-        finally:
-            connections.close_all()
-
-    def result(self, timeout=30):
-        self.join(timeout)
-        assert not self.is_alive(), f"{self.fn.__name__} never finished"
-        if self.error is not None:
-            raise self.error
-        return self.value
 
 
 def first_call_runs_first(monkeypatch, module, name, competing):

@@ -16,7 +16,7 @@ from django.utils import timezone
 
 from uploads.models import UnderstandingSlot, Video, VideoTranscript
 
-from .conftest import OTHER_KEY, TEST_KEY, give_key, make_video, ready_video
+from .conftest import OTHER_KEY, TEST_KEY, OtherConnection, give_key, make_video, ready_video
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -165,11 +165,8 @@ def test_concurrent_users_are_paced_not_rate_limited(emulator, member, teammate,
         start.wait()
         pages[user.username] = client.get(reverse("search"), {"q": "safety"}).text
 
-    threads = [threading.Thread(target=search_as, args=(u,)) for u in (member, teammate)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    for thread in [OtherConnection(search_as, user) for user in (member, teammate)]:
+        thread.result()
 
     waited = [name for name, page in pages.items() if "searching again in" in page]
     assert len(waited) == 1 and len(search_calls(emulator)) == 1  # one call this second, never a 0429

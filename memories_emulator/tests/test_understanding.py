@@ -7,6 +7,7 @@ the chat in ``memories_emulator.conversations``, the stream in ``memories_emulat
 from __future__ import annotations
 
 import json
+import sys
 import time
 
 import pytest
@@ -216,6 +217,31 @@ def test_chat_stream_sends_the_documented_frames_citing_the_matching_seconds(emu
     assert "at 1.4s: Fire blankets hang beside the exit door." in text
     assert all(f["role"] == "assistant" for f in frames if f.get("type") == "content")
     assert emu.requests[-1]["stream_end"] == "done" and emu.requests[-1]["frames_sent"] == len(frames)
+
+
+def test_a_frame_the_client_has_read_is_already_on_record(emu):
+    """What a test reads from `requests` right after a client got a frame (or the end) is there.
+
+    The record used to be written after the bytes left, so a client quick enough found the last
+    frame or the stream's end missing; many thread switches make that race show every time."""
+    kitchen = parsed(emu, KITCHEN, "t")
+    emu.understanding.stream_delay = 0
+    switch_interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        for attempt in range(20):
+            with requests.post(emu.base_url + CHAT_STREAM, headers={"Authorization": KEY}, stream=True,
+                               timeout=5, json={"video_nos": [kitchen], "prompt": "fryer",
+                                                "unique_id": "t"}) as response:
+                read = 0
+                for line in response.iter_lines(chunk_size=None):
+                    if line.startswith(b"data: "):
+                        read += 1
+                        record = emu.requests[-1]
+                        assert record["frames_sent"] >= read and len(record["frames_sent_at"]) >= read
+            assert emu.requests[-1].get("stream_end") == "done", attempt  # the body had ended
+    finally:
+        sys.setswitchinterval(switch_interval)
 
 
 def test_the_first_frame_arrives_before_the_last_is_sent(emu):
