@@ -64,6 +64,9 @@ var/secrets.env: | $(VENV)/.installed
 	print("MEMPORTAL_DEMO_API_KEY=sk-mavi-demo-" + secrets.token_hex(16))' > $@
 	@echo "Generated var/secrets.env (Django secret key, encryption key, demo API key)."
 
+# After honcho: Ctrl-C (130) or a SIGTERM (143) is a stop, said in words; any other exit is make's error.
+stopped = { rc=$$?; [ $$rc -eq 130 ] || [ $$rc -eq 143 ] || exit $$rc; echo "$(1) stopped."; }
+
 migrate: $(VENV)/.installed var/secrets.env
 	@$(LOAD_SECRETS) && env $(LOCAL_ENV) $(PY) manage.py migrate --no-input -v0
 	@$(LOAD_SECRETS) && env $(LOCAL_ENV) $(PY) manage.py collectstatic --no-input -v0
@@ -77,13 +80,13 @@ demo: migrate $(VENV)/.installed-dev
 	@echo "Try it with the sample videos in tests/data/. Ctrl-C stops everything."
 	@echo
 	@$(LOAD_SECRETS) && export MEMORIES_EMULATOR_KEYS="$$MEMPORTAL_DEMO_API_KEY" && \
-	  env $(DEMO_ENV) honcho -f Procfile.demo start
+	  env $(DEMO_ENV) honcho -f Procfile.demo start || $(call stopped,memportal demo)
 
 run: migrate
 	@echo "make run: gunicorn straight on its port, for a developer's machine or a trusted network;"
 	@echo "on the open network put it behind the TLS proxy of docs/deploy.md (slow clients, the Server banner)."
 	@$(LOAD_SECRETS) && env $(LOCAL_ENV) $(PY) manage.py reconcile --stale-after 0
-	@$(LOAD_SECRETS) && env $(LOCAL_ENV) honcho -f Procfile start
+	@$(LOAD_SECRETS) && env $(LOCAL_ENV) honcho -f Procfile start || $(call stopped,memportal)
 
 test: $(VENV)/.installed-test var/secrets.env
 	$(VENV)/bin/lint-imports --no-cache

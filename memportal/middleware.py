@@ -9,7 +9,8 @@ declared length is refused unless it is empty. Placed after AuthenticationMiddle
 the sign-in requirement and the CSRF check, which therefore never make an anonymous body parsed.
 
 Also here: the request id every log line of a request carries (RequestIdMiddleware, first of all);
-and the time zone of the signed-in user's pages (TimeZoneMiddleware).
+the time zone of the signed-in user's pages (TimeZoneMiddleware); and a 405 a browser opened
+answered with a page in words (MethodNotAllowedPageMiddleware).
 """
 
 import ipaddress
@@ -110,6 +111,22 @@ class PermissionsPolicyMiddleware:
         response = self.get_response(request)
         response.headers.setdefault("Permissions-Policy", PERMISSIONS_POLICY)
         return response
+
+
+class MethodNotAllowedPageMiddleware:
+    """A 405 a browser opened (a reload or a bookmark of what only a form sends) gets a page in
+    words, as Django's 400, 403 and 404 do; a program's 405 stays bare, with its Allow header."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        response = self.get_response(request)
+        if response.status_code != 405 or response.content or "text/html" not in request.headers.get("Accept", ""):
+            return response
+        page = render(request, "405.html", status=405)
+        page["Allow"] = response["Allow"]
+        return page
 
 
 class AuditContextMiddleware:

@@ -82,3 +82,19 @@ def test_a_newline_from_outside_does_not_forge_a_log_line(processing):
     assert not any(line.startswith(("2026-12-02 INFO uploads ready", "FORGED")) for line in lines)
     messages = [json.loads(line)["message"] for line in lines]  # each line one whole event
     assert "value from outside: a\\x0aFORGED line\\x0d\\x1b[31m" in messages
+
+
+@pytest.mark.parametrize("path", ["/ask/", "/videos/states/", "/notices/"])
+def test_a_form_only_address_opened_in_the_browser_says_so_in_words(client, member, path):
+    """A reload or a bookmark of what only a form sends: a page that says what happened, not a blank 405."""
+    client.force_login(member)
+    method = client.post if path == "/notices/" else client.get
+    response = method(path, HTTP_ACCEPT="text/html,application/xhtml+xml,*/*;q=0.8")
+    assert response.status_code == 405 and response.headers["Allow"]
+    page = response.content.decode()
+    assert "This address is for a form" in page and 'href="/videos/"' in page
+
+
+def test_a_program_calling_with_the_wrong_method_gets_a_bare_405(processing):
+    response = Client().get(processing.callback_path, HTTP_ACCEPT="application/json")
+    assert response.status_code == 405 and response.content == b"" and response.headers["Allow"] == "POST"

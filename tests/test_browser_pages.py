@@ -41,6 +41,7 @@ def test_every_page_of_a_member_and_a_team_admin(strict_page, live_server, membe
         check(page, base + path)
     check(page, base + "/videos/no-such-page/", 404)
     check(page, base + "/videos/team/", 404)
+    check(page, base + "/videos/states/", 405)  # a form's address, opened
     page.goto(base + "/videos/")
     page.check(f"#pick-{video.pk}")
     page.click("button:has-text('Delete selected')")
