@@ -1,6 +1,6 @@
 """In a real browser (Debian's Chromium): a ready video's transcript, fetched from the emulator by the
-worker, shows on its page; clicking a line's time puts the player at that second; typing in the search
-box keeps the matching lines; under the strict CSP, axe-clean, and fitting 375 px."""
+worker, shows on its page (what is said and what is seen); clicking a line's time puts the player at
+that second; typing in the search box keeps the matching lines of both; under the strict CSP, axe-clean, and fitting 375 px."""
 
 import io
 
@@ -68,9 +68,16 @@ def test_click_a_line_to_seek_and_filter_the_lines(strict_page, live_server, mem
     search.fill("thanks")
     page.wait_for_function("() => document.querySelectorAll('#transcript-lines li:not([hidden])').length === 1")
     assert page.locator("#transcript-lines li:not([hidden])").inner_text().endswith("Thanks for watching.")
-    assert "1 of 4 lines" in page.locator("#transcript-count").inner_text()
+    assert "1 of 7 lines" in page.locator("#transcript-count").inner_text()  # 4 said, 3 seen
+    search.fill("title card")  # what is seen is searched too
+    page.wait_for_function("() => document.querySelectorAll('#transcript-scenes li:not([hidden])').length === 1")
+    assert page.locator("#transcript-lines li:not([hidden])").count() == 0
+    assert "A title card reads Harbour crane tour." in page.locator("#transcript-scenes li:not([hidden])").inner_text()
     search.fill("")
     page.wait_for_function("() => document.querySelectorAll('#transcript-lines li:not([hidden])').length === 4")
+    page.locator("#transcript-scenes button[data-seek='8.0']").click()  # a time of what is seen seeks too
+    page.wait_for_function("() => document.getElementById('player').currentTime >= 8")
+    page.evaluate("document.getElementById('player').pause()")
     assert page.locator(".chapters li").count() == 3  # the summary's chapters, each a time to seek to
     page.locator(".chapters button[data-seek='4.0']").click()
     page.wait_for_function("() => document.getElementById('player').currentTime >= 4")

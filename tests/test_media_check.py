@@ -45,7 +45,7 @@ def test_an_accepted_file_is_sent_and_its_page_says_what_it_holds(client, name, 
     page = client.get(f"/videos/{video.pk}/").content.decode()
     assert f"<dd>{shown}{video.width}×{video.height}</dd>" in page
     assert "<dt>Duration</dt><dd>0:0" in page
-    assert "transcripts will be empty" not in page
+    assert "nothing said to transcribe" not in page
 
 
 def test_a_video_without_audio_is_sent_and_the_page_says_its_transcripts_will_be_empty(
@@ -55,4 +55,4 @@ def test_a_video_without_audio_is_sent_and_the_page_says_its_transcripts_will_be
     video.refresh_from_db()
     assert video.status == "processing" and video.has_audio is False
     client.force_login(member)
-    assert "no audio track: its transcripts will be empty" in client.get(f"/videos/{video.pk}/").content.decode()
+    assert "no audio track: nothing said to transcribe" in client.get(f"/videos/{video.pk}/").content.decode()

@@ -60,6 +60,21 @@ def test_a_member_finds_moments_of_their_own_ready_videos_only(client, emulator,
     assert call["json"]["unique_id"] == mine.namespace
 
 
+def test_a_search_by_what_is_seen_shows_what_is_seen_then(client, emulator, member, team, api_key):
+    mine = ready_video(emulator, member, team, api_key)
+    VideoTranscript.objects.create(video=mine, state="fetched", lines=[
+        {"index": 0, "start": 0.0, "end": 0.7, "text": "Welcome to the kitchen safety briefing."}], scenes=[
+        {"index": 0, "start": 0.0, "end": 1.0, "text": "A chef stands at a steel counter in a bright kitchen."}])
+    client.force_login(member)
+
+    seen = text_of(search(client, by="visual"))
+    assert "Seen:</span> A chef stands at a steel counter in a bright kitchen." in seen
+    assert "Welcome to the kitchen safety briefing." in seen  # and what is said then
+    emulator.understanding.rate_limits.clear()  # a second search within the second
+    said = text_of(search(client, by="speech"))
+    assert "Welcome to the kitchen safety briefing." in said and "A chef stands" not in said
+
+
 def test_a_team_admin_searches_the_teams_namespace(client, emulator, member, team_admin, team, api_key):
     members = ready_video(emulator, member, team, api_key)
     client.force_login(team_admin)

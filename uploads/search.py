@@ -51,8 +51,9 @@ class Result:
     video: Video
     start: float | None
     end: float | None
-    line: str
+    line: str  # what is said then, from the kept transcript
     href: str
+    seen: str = ""  # what is seen then, for a search by what is seen
 
     @property
     def times(self):
@@ -158,21 +159,24 @@ def run(user, team, scope, by, query, batch=0):
         else:
             outcome.problem = in_words(error, call.key)
         return outcome
-    outcome.results = results_of(moments, call.videos)
+    outcome.results = results_of(moments, call.videos, seen=by == VISUAL)
     return outcome
 
 
-def results_of(moments, videos):
+def results_of(moments, videos, seen=False):
     """The moments whose video the call was about (any other is dropped), with the line of the
-    video's kept transcript said at the moment's start."""
+    video's kept transcript said at the moment, and (`seen`) the line of what is seen then."""
     kept = [(m, videos[m.video_no]) for m in moments if m.video_no in videos]
-    lines = dict(VideoTranscript.objects.filter(video__in=[v.pk for _, v in kept]).values_list("video_id", "lines"))
+    kept_lines = {video_id: (said, scenes) for video_id, said, scenes in VideoTranscript.objects.filter(
+        video__in=[v.pk for _, v in kept]).values_list("video_id", "lines", "scenes")}
     results = []
     for moment, video in kept:
         href = reverse("video-detail", args=[video.pk])
         if moment.start is not None:
             href += f"?t={moment.start:g}"
-        results.append(Result(video, moment.start, moment.end, transcripts.line_at(lines.get(video.pk) or [], moment.start, moment.end), href))
+        said, scenes = kept_lines.get(video.pk) or ([], [])
+        results.append(Result(video, moment.start, moment.end, transcripts.line_at(said, moment.start, moment.end),
+                              href, transcripts.line_at(scenes or [], moment.start, moment.end) if seen else ""))
     return results
 
 

@@ -1,14 +1,15 @@
-"""A ready video's transcript and summaries (issue 14, point 3), fetched from memories.ai by a
-worker, once, and kept (they do not change); fetched again on demand (the page's Refresh).
+"""A ready video's transcripts (what is said, what is seen) and summaries (issue 14, point 3),
+fetched from memories.ai by a worker, once, and kept (they do not change); fetched again on demand (the page's Refresh).
 
 Behind MEMPORTAL_UNDERSTANDING: when it is off, the sweep enqueues nothing, a task that runs
 anyway does nothing, and the page shows nothing (`for_page`).
 
 - Each clock round (reconcile --every) sweeps for ready videos that have no VideoTranscript yet,
   creates one ("being fetched") and enqueues one fetch_transcript per video on the default queue.
-- A fetch is three calls, one per task run: the chapters, the topics, then the speech transcript.
-  A video whose probe found no audio track skips the last: its transcript is empty; so is one whose
-  speech memories.ai answers with `data: null` once its summaries came (it parsed: no audio). memories.ai
+- A fetch is four calls, one per task run: the chapters, the topics, the speech transcript, then
+  the visual one (what is seen). A video whose probe found no audio track skips the speech: its
+  transcript is empty; so is one whose speech memories.ai answers with `data: null` once its
+  summaries came (it parsed: no audio); the same for what is seen. memories.ai
   allows transcription and summary 1/s per account, so each call first claims the account's
   understanding slot (1 s, plus a margin), a conditional UPDATE on the database's clock as for the
   upload slot (uploads/pacing.py). A task that finds it taken hands its turn to a successor with
@@ -42,7 +43,8 @@ from .models import UnderstandingSlot, Video, VideoTranscript
 
 logger = logging.getLogger(__name__)
 T = VideoTranscript.State
-STEPS = ("CHAPTER", "TOPIC", "audio")  # one call each, in this order
+TRANSCRIPTS = {"audio": "lines", "video": "scenes"}  # memories.ai's kind of transcript: the field keeping it
+STEPS = ("CHAPTER", "TOPIC", "audio", "video")  # one call each, in this order
 SLOT_SECONDS = 1.1  # memories.ai's 1 call/s per account, plus a margin for the time to reach it
 NOT_READY_TRIES = 5  # data: null (still parsing): tried again this many times, further apart each time
 NOT_READY_FIRST_SECONDS = 5
@@ -178,8 +180,8 @@ def fetch_transcript(video_id: str, token: str, step: str, tries: int = 0):
     place = memories.Place.of(video.api_family, video.namespace)
     try:
         raw_key = key.reveal()
-        if step == "audio":
-            answer = understanding.transcript(raw_key, place, video.video_no, "audio")
+        if step in TRANSCRIPTS:
+            answer = understanding.transcript(raw_key, place, video.video_no, step)
         else:
             answer = understanding.summary(raw_key, place, video.video_no, step)
     except ApiKeyDecryptionError as error:
@@ -187,8 +189,8 @@ def fetch_transcript(video_id: str, token: str, step: str, tries: int = 0):
     except memories.MemoriesError as error:
         return _error(video_id, token, step, tries, account_id, current, error)
     clear_backoff(account_id)
-    if answer is None and step == "audio":  # the summaries came, so it parsed: no speech to transcribe
-        current.update(lines=[])
+    if answer is None and step in TRANSCRIPTS:  # the summaries came, so it parsed: nothing to transcribe
+        current.update(**{TRANSCRIPTS[step]: []})
         return _next(video, token, step, account_id)
     if answer is None:  # memories.ai has not made it yet (still parsing)
         if tries + 1 >= NOT_READY_TRIES:
@@ -196,9 +198,9 @@ def fetch_transcript(video_id: str, token: str, step: str, tries: int = 0):
         later = timezone.now() + timedelta(seconds=NOT_READY_FIRST_SECONDS * (2 ** tries))
         _enqueue(video_id, token, step, tries + 1, run_after=later)
         return "not made yet"
-    if step == "audio":
-        current.update(lines=[{"index": line.index, "start": line.start, "end": line.end, "text": line.text}
-                              for line in answer.lines])
+    if step in TRANSCRIPTS:
+        current.update(**{TRANSCRIPTS[step]: [
+            {"index": line.index, "start": line.start, "end": line.end, "text": line.text} for line in answer.lines]})
     else:
         entries = [{"title": item.title, "description": item.description, "start": item.start}
                    for item in answer.items]
@@ -280,9 +282,21 @@ def for_page(video):
     if not enabled() or video.status != Video.Status.READY:
         return {}
     row = VideoTranscript.objects.filter(video=video).first()
+    state = row.state if row else ""
+    said, seen = (_timed(row.lines), _timed(row.scenes or [])) if row else ([], [])
+    if video.has_audio is False:
+        said_empty = "This video has no audio track, so nothing is said in it."
+    else:
+        said_empty = "memories.ai heard no speech in this video." if state == T.FETCHED else ""
+    if row and row.scenes is None and state != T.FETCHING:  # kept from before the portal fetched it
+        seen_empty = "What is seen was not fetched with this transcript: Refresh fetches it."
+    else:
+        seen_empty = "memories.ai described nothing seen in this video." if state == T.FETCHED else ""
     return {"understanding": {
-        "row": row, "state": row.state if row else "",
-        "no_audio": video.has_audio is False,
-        "lines": _timed(row.lines) if row else [], "chapters": _timed(row.chapters) if row else [],
+        "row": row, "state": state, "said": said, "seen": seen,
+        "transcripts": [
+            {"id": "transcript-lines", "kind": "said", "heading": "What is said", "lines": said, "empty": said_empty},
+            {"id": "transcript-scenes", "kind": "seen", "heading": "What is seen", "lines": seen, "empty": seen_empty}],
+        "chapters": _timed(row.chapters) if row else [],
         "topics": _timed(row.topics) if row else [], "summary": row.summary if row else "",
     }}

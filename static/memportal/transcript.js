@@ -1,6 +1,6 @@
 // The video page's transcript and summary (templates/uploads/_transcript.html): a time's button
-// seeks the player there and plays; the search box (shown only with JavaScript) keeps the lines
-// holding what is typed. Listeners sit on the document, so they keep working after live.js brings
+// seeks the player there and plays; the search box (shown only with JavaScript) keeps the lines,
+// said and seen, holding what is typed. Listeners sit on the document, so they keep working after live.js brings
 // the page's live part again. Without JavaScript every line simply shows, times as plain buttons.
 (function () {
   "use strict";
@@ -10,11 +10,10 @@
   }
 
   function filter(input) {
-    var list = document.getElementById("transcript-lines");
     var count = document.getElementById("transcript-count");
-    if (!list) { return; }
     var wanted = words(input.value);
-    var lines = list.querySelectorAll("li[data-line-text]");
+    // both lists: what is said and what is seen
+    var lines = document.querySelectorAll(".understanding .transcript-lines li[data-line-text]");
     var shown = 0;
     Array.prototype.forEach.call(lines, function (line) {
       var keep = !wanted || line.getAttribute("data-line-text").indexOf(wanted) !== -1;

@@ -1,5 +1,5 @@
-"""What memories.ai made of a ready video (issue 14, point 3): its speech transcript and its
-summaries by chapters and topics, fetched once by a worker (uploads/transcripts.py) and kept;
+"""What memories.ai made of a ready video (issue 14, point 3): its speech and visual transcripts
+and its summaries by chapters and topics, fetched once by a worker (uploads/transcripts.py) and kept;
 and the per-account slot that paces those calls (transcription and summary: 1/s per account).
 """
 
@@ -26,6 +26,9 @@ class VideoTranscript(models.Model):
     token = models.CharField(max_length=32, default="")
     # [{index, start, end, text}] in seconds; [{title, description, start}] for chapters and topics.
     lines = models.JSONField(default=list, blank=True)
+    # What is seen (memories.ai's visual transcript), in the shape of `lines`; None until it is
+    # fetched (a row kept from before the portal fetched it says so: Refresh fetches it).
+    scenes = models.JSONField(null=True, blank=True, default=None)
     chapters = models.JSONField(default=list, blank=True)
     topics = models.JSONField(default=list, blank=True)
     summary = models.TextField(blank=True)
