@@ -20,6 +20,7 @@ import zoneinfo
 from django.conf import settings
 from django.core.signals import request_finished
 from django.shortcuts import render
+from django.utils.cache import patch_vary_headers
 from django.utils import timezone
 
 from uploads.models.audit import current_request
@@ -122,10 +123,15 @@ class MethodNotAllowedPageMiddleware:
 
     def __call__(self, request):
         response = self.get_response(request)
-        if response.status_code != 405 or response.content or "text/html" not in request.headers.get("Accept", ""):
+        if response.status_code != 405 or response.content:
+            return response
+        patch_vary_headers(response, ["Accept"])
+        if "text/html" not in request.headers.get("Accept", ""):
             return response
         page = render(request, "405.html", status=405)
         page["Allow"] = response["Allow"]
+        patch_vary_headers(page, ["Accept"])
+        page._has_been_logged = getattr(response, "_has_been_logged", False)  # Django logged the 405 once
         return page
 
 

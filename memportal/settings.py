@@ -69,9 +69,11 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.LoginRequiredMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
-    "memportal.middleware.MethodNotAllowedPageMiddleware",  # inside the session and user, for its page
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django.middleware.csp.ContentSecurityPolicyMiddleware",
+    # Inside the user (for its page) and inside the headers below (CSP, X-Frame-Options), which
+    # its page gets as any other.
+    "memportal.middleware.MethodNotAllowedPageMiddleware",
     "axes.middleware.AxesMiddleware",  # last: it answers a locked-out sign-in
 ]
 

@@ -14,7 +14,7 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
-from uploads.models import Conversation, Question, UnderstandingSlot, Video
+from uploads.models import Conversation, Question, UnderstandingSlot, Video, VideoTranscript
 
 from .conftest import OTHER_KEY, TEST_KEY, OtherConnection, ready_video
 
@@ -322,3 +322,21 @@ def test_a_first_question_memories_ai_refused_keeps_its_conversation_to_ask_agai
     assert events[-1]["type"] == "done"
     assert Conversation.objects.count() == 1  # not one per try
     assert [q.state for q in conversation.questions.order_by("asked_at")] == ["refused", "answered"]
+
+
+def test_a_cited_moment_without_text_shows_the_kept_line_of_its_kind(client, emulator, member, kitchen):
+    VideoTranscript.objects.create(video=kitchen, state="fetched", lines=[
+        {"index": 0, "start": 0.7, "end": 1.4, "text": "Always switch off the fryer before cleaning it."}], scenes=[
+        {"index": 0, "start": 1.0, "end": 2.0, "text": "Close-up of a red fire blanket on a white wall."}])
+    client.force_login(member)
+    client.post(reverse("ask"), {"question": "fryer", "video": kitchen.pk})
+    question = Question.objects.get()
+    question.moments = [{"video_no": kitchen.video_no, "start": 1.2, "end": None, "kind": kind, "text": ""}
+                        for kind in ("keyframe", "audio_ts")]  # memories.ai gave no text
+    question.save()
+    page = client.get(reverse("conversation", args=[question.conversation_id])).text
+    cited = page[page.index('class="moments ask-moments"'):]
+    cited = cited[:cited.index("</ol>")]
+    lines = [item.split('<q class="moment-line">')[1].split("</q>")[0] for item in cited.split("<li")[1:]]
+    # the keyframe's is what is seen then, the heard moment's what is said then
+    assert lines == ["Close-up of a red fire blanket on a white wall.", "Always switch off the fryer before cleaning it."]

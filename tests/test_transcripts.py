@@ -81,20 +81,53 @@ def test_fetched_once_when_ready_and_kept(client, emulator, member, team, api_ke
     assert "transcript.js" in page
 
 
-def test_a_transcript_kept_from_before_what_is_seen_was_fetched_gets_it_on_refresh(client, emulator, member,
-                                                                                   team, api_key):
+def test_a_transcript_kept_from_before_what_is_seen_was_fetched_gets_it_by_itself(client, emulator, member,
+                                                                                    team, api_key):
     video = ready_video(emulator, member, team, api_key)
     transcripts.sweep_transcripts()
     fetch_all()
     VideoTranscript.objects.update(scenes=None)  # as the migration leaves a row fetched before
     client.force_login(member)
     page = client.get(reverse("video-detail", args=[video.pk])).text
-    assert "What is seen was not fetched with this transcript: Refresh fetches it." in page and KITCHEN[0] in page
-    client.post(reverse("video-transcript-refresh", args=[video.pk]))
-    due_now()
+    assert "What is seen has not been fetched yet" in page and KITCHEN[0] in page
+    before = len(understanding_calls(emulator))
+
+    assert transcripts.sweep_transcripts() == 1  # the next clock round: that step alone
     fetch_all()
+    calls = understanding_calls(emulator)[before:]
+    assert [c["path"].rsplit("/", 1)[-1].split("?")[0] for c in calls] == ["get_video_transcription"]
     page = client.get(reverse("video-detail", args=[video.pk])).text
-    assert "not fetched" not in page and "A chef stands at a steel counter in a bright kitchen." in page
+    assert "not been fetched" not in page and "A chef stands at a steel counter in a bright kitchen." in page
+    assert transcripts.sweep_transcripts() == 0
+
+
+@pytest.mark.parametrize("fault", [{"fault": "code", "code": "0402"}, {"fault": "http", "status": 404}])
+def test_what_is_seen_that_cannot_be_fetched_leaves_the_rest_and_says_why(client, emulator, member, team, api_key,
+                                                                          fault):
+    video = ready_video(emulator, member, team, api_key)
+    emulator.inject("video_transcription", **fault)
+    transcripts.sweep_transcripts()
+    fetch_all()
+    row = VideoTranscript.objects.get(video=video)
+    assert row.state == "fetched" and row.scenes is None and [line["text"] for line in row.lines] == KITCHEN
+    assert row.last_error.startswith("What is seen could not be fetched: ")
+    client.force_login(member)
+    page = client.get(reverse("video-detail", args=[video.pk])).text
+    assert "could not be fetched: " in page and "The transcript and summary could not be fetched" not in page
+    assert KITCHEN[1] in page and "Fire safety" in page  # what came is shown
+    assert transcripts.sweep_transcripts() == 0  # said once, not tried again each round
+
+
+def test_what_is_seen_answered_without_data_is_nothing_seen(client, emulator, member, team, api_key):
+    video = ready_video(emulator, member, team, api_key)
+    emulator.inject("video_transcription", "code", code="0000")  # 0000 with data: null
+    transcripts.sweep_transcripts()
+    fetch_all()
+    row = VideoTranscript.objects.get(video=video)
+    assert row.state == "fetched" and row.scenes == [] and not row.last_error
+    client.force_login(member)
+    assert "memories.ai described nothing seen in this video." in client.get(
+        reverse("video-detail", args=[video.pk])).text
 
 
 def test_refresh_fetches_again_without_waiting_in_the_request(client, emulator, member, team, api_key):

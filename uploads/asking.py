@@ -245,7 +245,8 @@ def merge(kept, cited):
 def rendered(moments, videos_by_no):
     """Kept moments as the page shows them, only those of `videos_by_no` (videos the user may see
     now): a link to the video page at that second, and whether it can seek (a stored copy); the
-    line of the kept transcript said (else seen) then when memories.ai gave no text."""
+    kept line of that time when memories.ai gave no text: what is said for a moment heard, what is
+    seen for one seen (a keyframe, a caption), else the other."""
     wanted = [m for m in moments if m.get("video_no") in videos_by_no]
     kept = {video_id: (lines, scenes) for video_id, lines, scenes in VideoTranscript.objects.filter(
         video__in=[videos_by_no[m["video_no"]].pk for m in wanted]).values_list("video_id", "lines", "scenes")}
@@ -254,7 +255,8 @@ def rendered(moments, videos_by_no):
         video, start = videos_by_no[moment["video_no"]], answers.number(moment.get("start"))
         href = reverse("video-detail", args=[video.pk]) + (f"?t={start:g}" if start is not None else "")
         lines, scenes = kept.get(video.pk) or ([], [])
-        said = moment.get("text") or transcripts.line_at(lines, start) or transcripts.line_at(scenes or [], start)
+        kept_lines = (lines, scenes or []) if moment.get("kind") == "audio_ts" else (scenes or [], lines)
+        said = moment.get("text") or transcripts.line_at(kept_lines[0], start) or transcripts.line_at(kept_lines[1], start)
         shown.append({"video": str(video.pk), "title": video.display_name, "start": start,
                       "clock": transcripts.moment_clock(start), "href": href, "seekable": bool(video.file),
                       "text": said})

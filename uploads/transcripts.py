@@ -22,6 +22,9 @@ anyway does nothing, and the page shows nothing (`for_page`).
   earlier fetch changes nothing.
 - Each task that runs marks its fetch as moving (requested_at); a fetch that stopped moving for
   DEAD_AFTER (its task lost) is started again by the sweep, with a new token.
+- What is seen is the last step, and the least needed: when it cannot be fetched, what came is kept
+  and the fetch ends "fetched", its last_error saying what is missing and why. A transcript kept
+  from before the portal fetched what is seen (scenes null) has the sweep fetch that step alone.
 """
 
 import logging
@@ -89,10 +92,14 @@ def clear_backoff(account_id):
 
 # -- starting a fetch ---------------------------------------------------------------------------
 
+def ready_videos():
+    """Ready videos memories.ai holds."""
+    return Video.objects.alive().filter(status=Video.Status.READY).exclude(video_no="")
+
+
 def due_videos():
     """Ready videos memories.ai holds whose transcript was never asked for."""
-    return (Video.objects.alive().filter(status=Video.Status.READY).exclude(video_no="")
-            .filter(understanding__isnull=True))
+    return ready_videos().filter(understanding__isnull=True)
 
 
 def sweep_transcripts():
@@ -110,15 +117,14 @@ def sweep_transcripts():
         if created:
             _enqueue(str(pk), token, STEPS[0], 0)
             started += 1
-    return started + restart_dead()
+    return started + restart_dead() + fetch_missing_scenes()
 
 
 def restart_dead():
     """Start again every fetch that stopped moving (DEAD_AFTER) of a video still ready; returns how many."""
     restarted = 0
     dead = (VideoTranscript.objects.filter(state=T.FETCHING, requested_at__lt=timezone.now() - DEAD_AFTER,
-                                           video__in=Video.objects.alive().filter(status=Video.Status.READY)
-                                           .exclude(video_no=""))
+                                           video__in=ready_videos())
             .values_list("pk", "video_id", "token"))
     for pk, video_id, old in dead[:SWEEP_AT_MOST]:
         token = VideoTranscript.new_token()
@@ -130,6 +136,23 @@ def restart_dead():
             _enqueue(str(video_id), token, STEPS[0], 0)
             restarted += 1
     return restarted
+
+
+def fetch_missing_scenes():
+    """Fetch what is seen, and only that, for each transcript kept from before the portal fetched
+    it (scenes null, no error said); returns how many were started. One that fails says so in its
+    last_error, so it is not started again each round (Refresh tries the whole fetch again)."""
+    started = 0
+    kept = (VideoTranscript.objects.filter(state=T.FETCHED, scenes__isnull=True, last_error="",
+                                           video__in=ready_videos())
+            .values_list("pk", "video_id", "token"))
+    for pk, video_id, old in kept[:SWEEP_AT_MOST]:
+        token = VideoTranscript.new_token()
+        if VideoTranscript.objects.filter(pk=pk, token=old, state=T.FETCHED).update(
+                token=token, state=T.FETCHING, requested_at=timezone.now()):
+            _enqueue(str(video_id), token, STEPS[-1], 0)
+            started += 1
+    return started
 
 
 def refresh(video):
@@ -170,8 +193,8 @@ def fetch_transcript(video_id: str, token: str, step: str, tries: int = 0):
         return _next(video, token, step)
     key = lifecycle.key_for(video)
     if key is None:
-        return _failed(current, "the team has no usable memories.ai API key: ask your team admin to add one, "
-                                "then Refresh")
+        return _failed(current, step, "the team has no usable memories.ai API key: ask your team admin to add "
+                                      "one, then Refresh")
     account_id = key.pacing_account_id()
     free_at = claim_slot(account_id)
     if free_at is not None:  # another call of this account has the slot: try at its end
@@ -185,16 +208,17 @@ def fetch_transcript(video_id: str, token: str, step: str, tries: int = 0):
         else:
             answer = understanding.summary(raw_key, place, video.video_no, step)
     except ApiKeyDecryptionError as error:
-        return _failed(current, str(error))
+        return _failed(current, step, str(error))
     except memories.MemoriesError as error:
         return _error(video_id, token, step, tries, account_id, current, error)
     clear_backoff(account_id)
-    if answer is None and step in TRANSCRIPTS:  # the summaries came, so it parsed: nothing to transcribe
+    # The summaries came, so it parsed: null is nothing said (no audio), nothing described seen.
+    if answer is None and step in TRANSCRIPTS:
         current.update(**{TRANSCRIPTS[step]: []})
         return _next(video, token, step, account_id)
     if answer is None:  # memories.ai has not made it yet (still parsing)
         if tries + 1 >= NOT_READY_TRIES:
-            return _failed(current, "memories.ai has not made it yet (it answered without data): Refresh later")
+            return _failed(current, step, "memories.ai has not made it yet (it answered without data): Refresh later")
         later = timezone.now() + timedelta(seconds=NOT_READY_FIRST_SECONDS * (2 ** tries))
         _enqueue(video_id, token, step, tries + 1, run_after=later)
         return "not made yet"
@@ -225,16 +249,22 @@ def _error(video_id, token, step, tries, account_id, current, error):
     logger.info("a transcript call of video %s failed: %s", video_id, error)
     if error.rate_limited or error.kind == memories.RETRY:
         if tries + 1 >= BUSY_TRIES:
-            return _failed(current, f"{error}; Refresh to try again")
+            return _failed(current, step, f"{error}; Refresh to try again")
         run_after = (push_back_slot(account_id) if error.rate_limited
                      else timezone.now() + timedelta(seconds=SLOT_SECONDS * (2 ** tries)))
         current.update(last_error=str(error))  # shown while it waits
         _enqueue(video_id, token, step, tries + 1, run_after=run_after)
         return "busy: tried later"
-    return _failed(current, str(error))  # key trouble, credits, refused, a wrong path: no retry storm
+    return _failed(current, step, str(error))  # key trouble, credits, refused, a wrong path: no retry storm
 
 
-def _failed(current, reason):
+def _failed(current, step, reason):
+    """The fetch could not go on. At its last step (what is seen) what came is kept and the fetch
+    ends, saying what is missing and why (any earlier copy of what is seen stays as it was)."""
+    if step == STEPS[-1]:
+        current.update(state=T.FETCHED, fetched_at=timezone.now(),
+                       last_error=f"What is seen could not be fetched: {reason}"[:400])
+        return "fetched without what is seen"
     current.update(state=T.FAILED, last_error=reason[:400])
     return "failed"
 
@@ -288,8 +318,10 @@ def for_page(video):
         said_empty = "This video has no audio track, so nothing is said in it."
     else:
         said_empty = "memories.ai heard no speech in this video." if state == T.FETCHED else ""
-    if row and row.scenes is None and state != T.FETCHING:  # kept from before the portal fetched it
-        seen_empty = "What is seen was not fetched with this transcript: Refresh fetches it."
+    if state == T.FETCHED and row.last_error:  # the last step could not be fetched: it says why
+        seen_empty = row.last_error.rstrip(".") + "."
+    elif state == T.FETCHED and row.scenes is None:  # kept from before: the next sweep fetches it
+        seen_empty = "What is seen has not been fetched yet: it is fetched in a minute or two."
     else:
         seen_empty = "memories.ai described nothing seen in this video." if state == T.FETCHED else ""
     return {"understanding": {
