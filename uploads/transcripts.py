@@ -1,5 +1,6 @@
 """A ready video's transcripts (what is said, what is seen) and summaries (issue 14, point 3),
-fetched from memories.ai by a worker, once, and kept (they do not change); fetched again on demand (the page's Refresh).
+fetched from memories.ai by a worker, once, and kept (they do not change); fetched again on
+demand (the page's Refresh).
 
 Behind MEMPORTAL_UNDERSTANDING: when it is off, the sweep enqueues nothing, a task that runs
 anyway does nothing, and the page shows nothing (`for_page`).
@@ -9,8 +10,8 @@ anyway does nothing, and the page shows nothing (`for_page`).
 - A fetch is four calls, one per task run: the chapters, the topics, the speech transcript, then
   the visual one (what is seen). A video whose probe found no audio track skips the speech: its
   transcript is empty; so is one whose speech memories.ai answers with `data: null` once its
-  summaries came (it parsed: no audio); the same for what is seen. memories.ai
-  allows transcription and summary 1/s per account, so each call first claims the account's
+  summaries came (it parsed: no audio); the same for what is seen. memories.ai allows
+  transcription and summary 1/s per account, so each call first claims the account's
   understanding slot (1 s, plus a margin), a conditional UPDATE on the database's clock as for the
   upload slot (uploads/pacing.py). A task that finds it taken hands its turn to a successor with
   run_after; nothing sleeps, and the web request of a Refresh only enqueues.
