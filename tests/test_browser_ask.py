@@ -41,7 +41,8 @@ def crane(emulator, member, team, api_key, tmp_path):
     content = MOVIE["content"]
     video = crane_video(emulator, member, team, api_key, content)
     VideoTranscript.objects.create(video=video, state="fetched", summary=SAID.summary, lines=[
-        {"index": n, "start": s.start, "end": s.end, "text": s.text} for n, s in enumerate(SAID.audio)])
+        {"index": n, "start": s.start, "end": s.end, "text": s.text} for n, s in enumerate(SAID.audio)], scenes=[
+        {"index": n, "start": s.start, "end": s.end, "text": s.text} for n, s in enumerate(SAID.visual)])
     video.refresh_from_db()
     return video
 
@@ -100,6 +101,7 @@ def test_search_then_open_a_moment_at_its_second(strict_page, live_server, membe
     expect(moment.locator(".moment-title")).to_have_text("Harbour crane tour")
     expect(moment.locator(".moment-times")).to_have_text("at 0:06–0:09")
     expect(moment.locator("q.moment-line")).to_have_text(SAID.audio[2].text)  # the line said then
+    expect(moment.locator(".moment-seen")).to_have_text(f"Seen: {SAID.visual[1].text}")  # and what is seen then
     assert moment.locator(".moment-link").get_attribute("href") == f"/videos/{crane.pk}/?t=6"
     no_serious_violations(page)
     fits_375px(page)
