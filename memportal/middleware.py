@@ -20,7 +20,7 @@ import zoneinfo
 from django.conf import settings
 from django.core.signals import request_finished
 from django.shortcuts import render
-from django.utils.cache import patch_vary_headers
+from django.utils.cache import add_never_cache_headers, patch_vary_headers
 from django.utils import timezone
 
 from uploads.models.audit import current_request
@@ -131,6 +131,7 @@ class MethodNotAllowedPageMiddleware:
         page = render(request, "405.html", status=405)
         page["Allow"] = response["Allow"]
         patch_vary_headers(page, ["Accept"])
+        add_never_cache_headers(page)  # it names the user (and holds a CSRF token): kept by no cache
         page._has_been_logged = getattr(response, "_has_been_logged", False)  # Django logged the 405 once
         return page
 

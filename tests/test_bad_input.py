@@ -96,6 +96,7 @@ def test_a_form_only_address_opened_in_the_browser_says_so_in_words(client, memb
     # the page is a page as any other: its security headers, not kept by a cache for a program
     assert "default-src" in response.headers["Content-Security-Policy"]
     assert response.headers["X-Frame-Options"] == "DENY" and "Accept" in response.headers["Vary"]
+    assert "no-store" in response.headers["Cache-Control"]  # it names the user
 
 
 def test_a_program_calling_with_the_wrong_method_gets_a_bare_405(processing):

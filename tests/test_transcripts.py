@@ -78,6 +78,7 @@ def test_fetched_once_when_ready_and_kept(client, emulator, member, team, api_ke
     assert 'data-seek="0.7"' in page and "0:00" in page  # m:ss, a button that seeks (the player plays mp4)
     assert "Switch the fryer off before cleaning it." in page and "Fire safety" in page
     assert "What is seen" in page and 'data-seek="1.0"' in page and "Close-up of a red fire blanket" in page
+    assert "0:00.7</button>" in page  # as search and answers say it: not 0:00 twice
     assert "transcript.js" in page
 
 
@@ -116,6 +117,20 @@ def test_what_is_seen_that_cannot_be_fetched_leaves_the_rest_and_says_why(client
     assert "could not be fetched: " in page and "The transcript and summary could not be fetched" not in page
     assert KITCHEN[1] in page and "Fire safety" in page  # what came is shown
     assert transcripts.sweep_transcripts() == 0  # said once, not tried again each round
+
+
+def test_what_is_seen_that_a_refresh_cannot_fetch_again_says_so_above_what_is_kept(client, emulator, member,
+                                                                                    team, api_key):
+    video = ready_video(emulator, member, team, api_key)
+    transcripts.sweep_transcripts()
+    fetch_all()
+    emulator.inject("video_transcription", "code", code="0402")
+    client.force_login(member)
+    client.post(reverse("video-transcript-refresh", args=[video.pk]))
+    fetch_all()
+    page = client.get(reverse("video-detail", args=[video.pk])).text
+    assert "What is seen could not be fetched again: " in page and "credits" in page
+    assert "What shows is from the fetch before." in page and "Close-up of a red fire blanket" in page
 
 
 def test_what_is_seen_answered_without_data_is_nothing_seen(client, emulator, member, team, api_key):

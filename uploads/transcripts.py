@@ -304,7 +304,9 @@ def line_at(lines, start, end=None):
 
 
 def _timed(entries):
-    return [{**entry, "clock": clock(entry.get("start"))} for entry in entries if isinstance(entry, dict)]
+    """Kept lines with their time as moments show it (tenths inside a second), so two lines of one
+    second do not both read 0:00 and match what search and answers say."""
+    return [{**entry, "clock": moment_clock(entry.get("start"))} for entry in entries if isinstance(entry, dict)]
 
 
 def for_page(video):
@@ -319,6 +321,10 @@ def for_page(video):
         said_empty = "This video has no audio track, so nothing is said in it."
     else:
         said_empty = "memories.ai heard no speech in this video." if state == T.FETCHED else ""
+    seen_warning = ""
+    if state == T.FETCHED and row.last_error and seen:  # a Refresh could not fetch it again: kept from before
+        seen_warning = row.last_error.replace("could not be fetched", "could not be fetched again", 1).rstrip(".") + \
+            ". What shows is from the fetch before."
     if state == T.FETCHED and row.last_error:  # the last step could not be fetched: it says why
         seen_empty = row.last_error.rstrip(".") + "."
     elif state == T.FETCHED and row.scenes is None:  # kept from before: the next sweep fetches it
@@ -329,7 +335,8 @@ def for_page(video):
         "row": row, "state": state, "said": said, "seen": seen,
         "transcripts": [
             {"id": "transcript-lines", "kind": "said", "heading": "What is said", "lines": said, "empty": said_empty},
-            {"id": "transcript-scenes", "kind": "seen", "heading": "What is seen", "lines": seen, "empty": seen_empty}],
+            {"id": "transcript-scenes", "kind": "seen", "heading": "What is seen", "lines": seen, "empty": seen_empty,
+             "warning": seen_warning}],
         "chapters": _timed(row.chapters) if row else [],
         "topics": _timed(row.topics) if row else [], "summary": row.summary if row else "",
     }}

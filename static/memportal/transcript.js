@@ -16,7 +16,7 @@
     var lines = document.querySelectorAll(".understanding .transcript-lines li[data-line-text]");
     var shown = 0;
     Array.prototype.forEach.call(lines, function (line) {
-      var keep = !wanted || line.getAttribute("data-line-text").indexOf(wanted) !== -1;
+      var keep = !wanted || words(line.getAttribute("data-line-text")).indexOf(wanted) !== -1;
       line.hidden = !keep;
       if (keep) { shown += 1; }
     });
