@@ -21,7 +21,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from . import answers, call_slots, lifecycle, memories, transcripts, understanding
-from .models import Conversation, Question, Team, Video, VideoTranscript
+from .models import Conversation, Question, Team, Video
 from .understanding_limits import BUSY, Wait, budget_or_wait, in_words, revealed, slot_or_wait, stream_or_wait
 
 logger = logging.getLogger(__name__)
@@ -248,15 +248,14 @@ def rendered(moments, videos_by_no):
     kept line of that time when memories.ai gave no text: what is said for a moment heard, what is
     seen for one seen (a keyframe, a caption), else the other."""
     wanted = [m for m in moments if m.get("video_no") in videos_by_no]
-    kept = {video_id: (lines, scenes) for video_id, lines, scenes in VideoTranscript.objects.filter(
-        video__in=[videos_by_no[m["video_no"]].pk for m in wanted]).values_list("video_id", "lines", "scenes")}
+    kept = transcripts.kept_lines([videos_by_no[m["video_no"]].pk for m in wanted])
     shown = []
     for moment in wanted:
         video, start = videos_by_no[moment["video_no"]], answers.number(moment.get("start"))
         href = reverse("video-detail", args=[video.pk]) + (f"?t={start:g}" if start is not None else "")
         lines, scenes = kept.get(video.pk) or ([], [])
-        kept_lines = (lines, scenes or []) if moment.get("kind") == "audio_ts" else (scenes or [], lines)
-        said = moment.get("text") or transcripts.line_at(kept_lines[0], start) or transcripts.line_at(kept_lines[1], start)
+        first, then = (lines, scenes) if moment.get("kind") == "audio_ts" else (scenes, lines)
+        said = moment.get("text") or transcripts.line_at(first, start) or transcripts.line_at(then, start)
         shown.append({"video": str(video.pk), "title": video.display_name, "start": start,
                       "clock": transcripts.moment_clock(start), "href": href, "seekable": bool(video.file),
                       "text": said})

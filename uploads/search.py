@@ -24,7 +24,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
 from . import call_slots, memories, transcripts, understanding
-from .models import ApiKey, Membership, Team, Video, VideoTranscript
+from .models import ApiKey, Membership, Team, Video
 from .understanding_limits import Wait, in_words, revealed, slot_or_wait
 
 S = Video.Status
@@ -167,8 +167,7 @@ def results_of(moments, videos, seen=False):
     """The moments whose video the call was about (any other is dropped), with the line of the
     video's kept transcript said at the moment, and (`seen`) the line of what is seen then."""
     kept = [(m, videos[m.video_no]) for m in moments if m.video_no in videos]
-    kept_lines = {video_id: (said, scenes) for video_id, said, scenes in VideoTranscript.objects.filter(
-        video__in=[v.pk for _, v in kept]).values_list("video_id", "lines", "scenes")}
+    kept_lines = transcripts.kept_lines([v.pk for _, v in kept])
     results = []
     for moment, video in kept:
         href = reverse("video-detail", args=[video.pk])
@@ -176,7 +175,7 @@ def results_of(moments, videos, seen=False):
             href += f"?t={moment.start:g}"
         said, scenes = kept_lines.get(video.pk) or ([], [])
         results.append(Result(video, moment.start, moment.end, transcripts.line_at(said, moment.start, moment.end),
-                              href, transcripts.line_at(scenes or [], moment.start, moment.end) if seen else ""))
+                              href, transcripts.line_at(scenes, moment.start, moment.end) if seen else ""))
     return results
 
 

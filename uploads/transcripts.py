@@ -303,6 +303,13 @@ def line_at(lines, start, end=None):
     return ""
 
 
+def kept_lines(video_ids):
+    """{video id: (what is said, what is seen)} of the kept transcripts of `video_ids`, for the
+    lines of search results and cited moments (a video without one is absent)."""
+    return {video_id: (said, seen or []) for video_id, said, seen in VideoTranscript.objects.filter(
+        video__in=video_ids).values_list("video_id", "lines", "scenes")}
+
+
 def _timed(entries):
     """Kept lines with their time as moments show it (tenths inside a second), so two lines of one
     second do not both read 0:00 and match what search and answers say."""
